@@ -1,0 +1,147 @@
+//! The command line: `serve` runs the processor, `get` prints one pod. Every flag can also be
+//! set from the environment, which is how the DaemonSet configures it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, PodRef, Result};
+use crate::settings::{self, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pod-detail-collector",
+    version,
+    about = "Tells KubeDiag what a pod looks like on this node, straight from the Docker runtime.",
+    long_about = "Tells KubeDiag what a pod looks like on this node, straight from the Docker runtime.\n\n\
+        It finds the pod's containers on the local Docker daemon (by the kubelet's labels) and \
+        rebuilds a Kubernetes v1 Pod from them: containers, restart counts, exit codes, OOM kills, \
+        resources, IPs, QoS. It never asks the API server, so it works when the control plane is \
+        down, and it never changes anything on the node.\n\n\
+        Log verbosity is set with RUST_LOG (default: info)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve KubeDiag's POST /processor/podDetailCollector, plus /healthz and /readyz.
+    Serve(ServeArgs),
+    /// Rebuild one pod and print it as JSON (same code path as the server).
+    Get(GetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. KubeDiag's agent uses 8090 on the same host network.
+    #[arg(long, env = "PDC_LISTEN", default_value = settings::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "PDC_BODY_LIMIT", default_value_t = settings::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The pod, as NAMESPACE/NAME.
+    #[arg(value_name = "NAMESPACE/NAME")]
+    pub pod: String,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Where the runtime is and what the node is called: shared by `serve` and `get`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Docker daemon address: unix:///path, /path, tcp://host:port or http://host:port.
+    #[arg(long, env = "DOCKER_HOST", default_value = settings::DEFAULT_DOCKER_HOST)]
+    pub docker_host: String,
+
+    /// Node name written as spec.nodeName [default: this host's name].
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// The node's IP, written as status.hostIP and as the podIP of host-network pods.
+    #[arg(long, env = "HOST_IP")]
+    pub host_ip: Option<IpAddr>,
+
+    /// Seconds any single call to the Docker daemon may take.
+    #[arg(long, env = "PDC_RUNTIME_TIMEOUT", default_value_t = settings::DEFAULT_RUNTIME_TIMEOUT_SECS, value_name = "SECS")]
+    pub runtime_timeout: u64,
+
+    /// Show environment variable values. They are redacted by default because secrets are
+    /// often passed as environment variables.
+    #[arg(long, env = "PDC_REVEAL_ENV")]
+    pub reveal_env: bool,
+
+    /// Where the host's /proc is mounted (read for pod IPs under CNI).
+    #[arg(long, env = "PDC_HOST_PROC", default_value = "/proc")]
+    pub host_proc: PathBuf,
+
+    /// The kubelet's root directory (its layout names the pod's volumes).
+    #[arg(long, env = "PDC_KUBELET_ROOT", default_value = "/var/lib/kubelet")]
+    pub kubelet_root: PathBuf,
+
+    /// The kubelet's static pod manifest directory.
+    #[arg(
+        long,
+        env = "PDC_MANIFEST_DIR",
+        default_value = "/etc/kubernetes/manifests"
+    )]
+    pub manifest_dir: PathBuf,
+}
+
+impl NodeArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            docker_host: self.docker_host.clone(),
+            node_name: self.node_name.clone().unwrap_or_else(host_name),
+            host_ip: self.host_ip,
+            runtime_timeout: Duration::from_secs(self.runtime_timeout.max(1)),
+            reveal_env: self.reveal_env,
+            host_proc: self.host_proc.clone(),
+            kubelet_root: self.kubelet_root.clone(),
+            manifest_dir: self.manifest_dir.clone(),
+            ..Settings::default()
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            listen: self.listen,
+            body_limit: self.body_limit,
+            ..self.node.settings()
+        }
+    }
+}
+
+impl GetArgs {
+    pub fn pod_ref(&self) -> Result<PodRef> {
+        let Some((namespace, name)) = self.pod.split_once('/') else {
+            return Err(Error::BadRequest(format!(
+                "{:?} is not NAMESPACE/NAME",
+                self.pod
+            )));
+        };
+        let body = serde_json::json!({"pod.namespace": namespace, "pod.name": name});
+        crate::http::request::pod_ref(body.to_string().as_bytes())
+    }
+}
+
+/// The kernel's host name, which is the kubelet's default node name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
+}

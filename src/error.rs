@@ -1,0 +1,84 @@
+//! The one error type of the service. Each variant maps to exactly one HTTP status in
+//! `http::reply`, so the message is written for the operator who reads it in the agent's log.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Which pod a request is about, as `namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for PodRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The service was started with a setting it cannot use.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    /// The request body is not what a KubeDiag processor accepts.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+
+    #[error("pod {pod} has no container on node {node}")]
+    PodNotFound { pod: PodRef, node: String },
+
+    /// The Docker daemon could not be reached, did not answer in time, or answered an error.
+    #[error("{context}: {cause}")]
+    Runtime {
+        context: String,
+        cause: RuntimeFailure,
+    },
+
+    /// The answer would be larger than the agent accepts.
+    #[error(
+        "pod {pod}: the answer is {size} bytes, over the {limit}-byte limit of the KubeDiag agent"
+    )]
+    ReplyTooLarge {
+        pod: PodRef,
+        size: usize,
+        limit: usize,
+    },
+}
+
+/// Why a call to the Docker daemon failed, phrased with the daemon's address.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RuntimeFailure {
+    #[error("docker daemon at {host} did not answer within {}s", .timeout.as_secs_f32())]
+    Timeout { host: String, timeout: Duration },
+
+    #[error("docker daemon at {host} is unreachable: {detail}")]
+    Unreachable { host: String, detail: String },
+
+    #[error("docker daemon at {host} answered {status}: {message}")]
+    Api {
+        host: String,
+        status: u16,
+        message: String,
+    },
+
+    #[error("docker daemon at {host} sent an answer that could not be read: {detail}")]
+    BadAnswer { host: String, detail: String },
+}
+
+impl Error {
+    /// Puts a runtime failure in the context of the pod (or the check) it happened for.
+    pub fn runtime(context: impl fmt::Display, cause: RuntimeFailure) -> Self {
+        Error::Runtime {
+            context: context.to_string(),
+            cause,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

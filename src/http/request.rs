@@ -1,0 +1,132 @@
+//! Reading a KubeDiag processor request: a JSON object of context, of which the collector needs
+//! `pod.namespace` and `pod.name`.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, PodRef, Result};
+
+pub const POD_NAMESPACE_KEY: &str = "pod.namespace";
+pub const POD_NAME_KEY: &str = "pod.name";
+
+/// The pod a request names. Other keys (the agent sends node, diagnosis and task context) are
+/// ignored whatever their type.
+pub fn pod_ref(body: &[u8]) -> Result<PodRef> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|err| Error::BadRequest(format!("the body is not valid JSON ({err})")))?;
+    let Value::Object(context) = value else {
+        return Err(Error::BadRequest(
+            "the body must be a JSON object such as {\"pod.namespace\":\"default\",\"pod.name\":\"web-0\"}".to_string(),
+        ));
+    };
+    let namespace = required(&context, POD_NAMESPACE_KEY)?;
+    let name = required(&context, POD_NAME_KEY)?;
+    // Validated before any runtime call: the values end up in Docker's label filter.
+    check_name(POD_NAMESPACE_KEY, namespace, 63, false)?;
+    check_name(POD_NAME_KEY, name, 253, true)?;
+    Ok(PodRef {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    })
+}
+
+fn required<'a>(context: &'a Map<String, Value>, key: &str) -> Result<&'a str> {
+    match context.get(key) {
+        Some(Value::String(value)) if !value.is_empty() => Ok(value),
+        Some(Value::String(_)) => Err(Error::BadRequest(format!("\"{key}\" is empty"))),
+        Some(other) => Err(Error::BadRequest(format!(
+            "\"{key}\" must be a string, not {}",
+            json_type(other)
+        ))),
+        None => Err(Error::BadRequest(format!("\"{key}\" is missing"))),
+    }
+}
+
+/// Kubernetes names: RFC 1123 labels for namespaces, DNS subdomains (labels joined by dots)
+/// for pods.
+fn check_name(key: &str, value: &str, max_len: usize, dots: bool) -> Result<()> {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let ok = value.len() <= max_len
+        && if dots {
+            value.split('.').all(label_ok)
+        } else {
+            label_ok(value)
+        };
+    if ok {
+        return Ok(());
+    }
+    let what = if dots {
+        "a DNS subdomain"
+    } else {
+        "an RFC 1123 label"
+    };
+    let shown: String = value.chars().take(80).collect();
+    Err(Error::BadRequest(format!(
+        "\"{key}\" {shown:?} is not a valid Kubernetes name (expected {what}: lowercase letters, digits and '-', at most {max_len} characters)"
+    )))
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<PodRef> {
+        pod_ref(body.as_bytes())
+    }
+
+    #[test]
+    fn reads_the_pod_and_ignores_other_context() {
+        let pod = parse(
+            r#"{"pod.namespace":"kube-system","pod.name":"etcd-node.1","node":"n","task.x":{"a":1},"n":3}"#,
+        );
+        assert_eq!(
+            pod.ok(),
+            Some(PodRef {
+                namespace: "kube-system".into(),
+                name: "etcd-node.1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_pod_reference() {
+        for body in [
+            "",
+            "not json",
+            "[]",
+            "\"x\"",
+            "{}",
+            r#"{"pod.namespace":"a"}"#,
+            r#"{"pod.namespace":"a","pod.name":""}"#,
+            r#"{"pod.namespace":"a","pod.name":7}"#,
+            r#"{"pod.namespace":"a","pod.name":"x,io.kubernetes.pod.uid=1"}"#,
+            r#"{"pod.namespace":"a.b","pod.name":"x"}"#,
+            r#"{"pod.namespace":"A","pod.name":"x"}"#,
+            r#"{"pod.namespace":"a","pod.name":"x\ny"}"#,
+            r#"{"pod.namespace":"a","pod.name":"-x"}"#,
+        ] {
+            assert!(
+                matches!(parse(body), Err(Error::BadRequest(_))),
+                "accepted {body:?}"
+            );
+        }
+    }
+}

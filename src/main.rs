@@ -1,0 +1,75 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use pod_detail_collector::cli::{Cli, Command};
+use pod_detail_collector::{collector::Collector, server};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Serve(args) => serve(args.settings()).await,
+        Command::Get(args) => get(&args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pod-detail-collector: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: pod_detail_collector::Settings) -> anyhow::Result<()> {
+    log::info!(
+        "pod-detail-collector {} on node {:?}, docker at {}, runtime timeout {:?}",
+        env!("CARGO_PKG_VERSION"),
+        settings.node_name,
+        settings.docker_host,
+        settings.runtime_timeout
+    );
+    if settings.reveal_env {
+        log::warn!("environment variable values will be shown in answers (--reveal-env)");
+    }
+    let running = server::start(settings).await?;
+    log::info!(
+        "serving POST /processor/podDetailCollector on http://{}",
+        running.addr
+    );
+    running.run_until(shutdown_signal()).await;
+    log::info!("stopped");
+    Ok(())
+}
+
+async fn get(args: &pod_detail_collector::cli::GetArgs) -> anyhow::Result<()> {
+    let pod_ref = args.pod_ref()?;
+    let collector = Collector::new(&args.node.settings())?;
+    let pod = collector.pod(&pod_ref).await?;
+    println!("{}", serde_json::to_string_pretty(&pod)?);
+    Ok(())
+}
+
+/// SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = ctrl_c => {}
+                }
+            }
+            Err(err) => {
+                log::warn!("cannot watch SIGTERM ({err}); stopping on Ctrl-C only");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    log::info!("shutting down: finishing requests in flight");
+}

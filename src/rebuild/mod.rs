@@ -1,0 +1,148 @@
+//! Rebuilds a Kubernetes `v1.Pod` from what Docker holds about the pod's containers.
+//!
+//! Pure: inspected containers and images in, a `Pod` out, no I/O. A field that the runtime does
+//! not reveal is left out rather than guessed.
+
+pub mod kubelet;
+mod quantity;
+mod spec;
+mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use bollard::models::{ContainerInspectResponse, ImageInspect};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+
+use kubelet::{ANNOTATION_PREFIX, Instance, KUBELET_LABEL_PREFIX, Role};
+
+/// Everything the runtime told about one pod: its containers (every state, every sandbox and
+/// instance) and the images they run, keyed by image ID.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub containers: Vec<ContainerInspectResponse>,
+    pub images: HashMap<String, ImageInspect>,
+}
+
+/// What the rebuild needs to know about the node and the operator's choices.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub node_name: String,
+    pub host_ip: Option<IpAddr>,
+    pub reveal_env: bool,
+    /// The kubelet's root directory, whose layout names the pod's volumes.
+    pub kubelet_root: PathBuf,
+}
+
+/// The text that stands in for an environment value unless the operator reveals them.
+pub const REDACTED: &str = "<redacted>";
+
+/// The pod's containers sorted out: the newest sandbox and, per container name, its instances
+/// newest first. Instances of another pod with the same name (an older UID) are history and
+/// left out.
+pub(crate) struct PodView<'a> {
+    pub sandbox: Option<Instance<'a>>,
+    pub uid: &'a str,
+    /// By container name, newest instance first.
+    pub containers: BTreeMap<&'a str, Vec<Instance<'a>>>,
+    pub images: &'a HashMap<String, ImageInspect>,
+}
+
+impl<'a> PodView<'a> {
+    fn new(record: &'a PodRecord) -> Option<Self> {
+        let mut instances: Vec<Instance<'a>> =
+            record.containers.iter().filter_map(Instance::new).collect();
+        // Newest first; the attempt breaks ties between instances created in the same instant.
+        instances.sort_by_key(|i| std::cmp::Reverse((i.created, i.attempt)));
+
+        let sandbox = instances.iter().find(|i| i.role == Role::Sandbox).copied();
+        let uid = sandbox.or(instances.first().copied())?.pod_uid()?;
+
+        let mut containers: BTreeMap<&str, Vec<Instance>> = BTreeMap::new();
+        for instance in instances {
+            if instance.role == Role::Container && instance.pod_uid() == Some(uid) {
+                containers
+                    .entry(instance.container_name)
+                    .or_default()
+                    .push(instance);
+            }
+        }
+        Some(PodView {
+            sandbox,
+            uid,
+            containers,
+            images: &record.images,
+        })
+    }
+
+    pub fn image(&self, instance: &Instance) -> Option<&'a ImageInspect> {
+        self.images.get(instance.image_id()?)
+    }
+
+    /// The newest instance of every container.
+    pub fn newest(&self) -> impl Iterator<Item = &Instance<'a>> {
+        self.containers
+            .values()
+            .filter_map(|history| history.first())
+    }
+
+    /// Where the pod's identity is read: the sandbox, else its newest container.
+    fn identity(&self) -> Option<&Instance<'a>> {
+        self.sandbox.as_ref().or_else(|| self.newest().next())
+    }
+}
+
+/// Rebuilds the pod, or `None` when the record holds no container the kubelet made.
+pub fn rebuild(record: &PodRecord, context: &Context) -> Option<Pod> {
+    let view = PodView::new(record)?;
+    Some(Pod {
+        metadata: metadata(&view),
+        spec: Some(spec::pod_spec(&view, context)),
+        status: Some(status::pod_status(&view, context)),
+    })
+}
+
+fn metadata(view: &PodView) -> ObjectMeta {
+    let identity = view.identity();
+    let label = |key| identity.and_then(|i| i.label(key)).map(str::to_string);
+    let mut meta = ObjectMeta {
+        name: label(kubelet::POD_NAME_LABEL),
+        namespace: label(kubelet::POD_NAMESPACE_LABEL),
+        uid: Some(view.uid.to_string()),
+        ..ObjectMeta::default()
+    };
+    // Pod labels and annotations are written on the sandbox only.
+    if let Some(sandbox) = &view.sandbox {
+        let image_labels = view
+            .image(sandbox)
+            .and_then(|image| image.config.as_ref())
+            .and_then(|config| config.labels.as_ref());
+        let mut labels = BTreeMap::new();
+        let mut annotations = BTreeMap::new();
+        for (key, value) in sandbox.labels {
+            if let Some(annotation) = key.strip_prefix(ANNOTATION_PREFIX) {
+                annotations.insert(annotation.to_string(), value.clone());
+            } else if !key.starts_with(KUBELET_LABEL_PREFIX)
+                && image_labels.and_then(|l| l.get(key)) != Some(value)
+            {
+                labels.insert(key.clone(), value.clone());
+            }
+        }
+        meta.labels = Some(labels).filter(|l| !l.is_empty());
+        meta.annotations = Some(annotations).filter(|a| !a.is_empty());
+    }
+    meta
+}
+
+/// The image's first repo tag (what the user wrote, give or take a registry prefix).
+fn image_name(image: Option<&ImageInspect>) -> Option<String> {
+    image?
+        .repo_tags
+        .as_ref()?
+        .iter()
+        .find(|tag| tag.as_str() != "<none>:<none>")
+        .cloned()
+}

@@ -1,0 +1,326 @@
+//! `spec`: the containers as they run, with what the image itself supplied taken away.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bollard::models::{ImageInspect, MountPoint};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, Lifecycle, LifecycleHandler, PodSpec,
+    ResourceRequirements, SecurityContext, VolumeMount,
+};
+
+use super::kubelet::{self, Instance};
+use super::{Context, PodView, REDACTED, quantity};
+
+const CONTAINER_TYPE_INIT: &str = "init";
+const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
+
+pub(super) fn pod_spec(view: &PodView, context: &Context) -> PodSpec {
+    let sandbox_host = view
+        .sandbox
+        .as_ref()
+        .and_then(|sandbox| sandbox.inspect.host_config.as_ref());
+    let host_mode =
+        |mode: Option<&String>| Some(true).filter(|_| mode.is_some_and(|m| m == "host"));
+
+    let (mut init_containers, mut containers) = (Vec::new(), Vec::new());
+    for instance in view.newest() {
+        let container = container(view, instance, context);
+        if instance.annotation(kubelet::CONTAINER_TYPE) == Some(CONTAINER_TYPE_INIT) {
+            init_containers.push(container);
+        } else {
+            containers.push(container);
+        }
+    }
+
+    PodSpec {
+        node_name: Some(context.node_name.clone()).filter(|name| !name.is_empty()),
+        host_network: host_network(view),
+        host_pid: host_mode(sandbox_host.and_then(|h| h.pid_mode.as_ref())),
+        host_ipc: host_mode(sandbox_host.and_then(|h| h.ipc_mode.as_ref())),
+        termination_grace_period_seconds: view
+            .newest()
+            .find_map(|i| i.parsed_annotation(kubelet::TERMINATION_GRACE_PERIOD)),
+        init_containers: Some(init_containers).filter(|c| !c.is_empty()),
+        containers,
+        ..PodSpec::default()
+    }
+}
+
+/// `Some(true)` for host-network pods. The sandbox tells; without one, the kubelet gives
+/// host-network pods' containers the host's network directly.
+pub(super) fn host_network(view: &PodView) -> Option<bool> {
+    let is_host = |instance: &Instance| {
+        instance
+            .inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            == Some("host")
+    };
+    let host = match &view.sandbox {
+        Some(sandbox) => is_host(sandbox),
+        None => view.newest().any(is_host),
+    };
+    Some(true).filter(|_| host)
+}
+
+fn container(view: &PodView, instance: &Instance, context: &Context) -> Container {
+    let config = instance.inspect.config.as_ref();
+    let image = view.image(instance);
+    let image_config = image.and_then(|image| image.config.as_ref());
+    let host_config = instance.inspect.host_config.as_ref();
+
+    // Docker fills in the image's entrypoint and, when the entrypoint is not overridden, its
+    // cmd; only what differs from the image came from the pod spec.
+    let entrypoint = config
+        .and_then(|c| c.entrypoint.clone())
+        .unwrap_or_default();
+    let cmd = config.and_then(|c| c.cmd.clone()).unwrap_or_default();
+    let image_entrypoint = image_config
+        .and_then(|c| c.entrypoint.clone())
+        .unwrap_or_default();
+    let image_cmd = image_config.and_then(|c| c.cmd.clone()).unwrap_or_default();
+    let command =
+        Some(entrypoint).filter(|e| !e.is_empty() && (image.is_none() || *e != image_entrypoint));
+    let args = Some(cmd)
+        .filter(|c| !c.is_empty() && (image.is_none() || command.is_some() || *c != image_cmd));
+
+    let working_dir = config
+        .and_then(|c| c.working_dir.clone())
+        .filter(|dir| !dir.is_empty())
+        .filter(|dir| image_config.and_then(|c| c.working_dir.as_ref()) != Some(dir));
+
+    Container {
+        name: instance.container_name.to_string(),
+        image: super::image_name(image).or_else(|| config.and_then(|c| c.image.clone())),
+        command,
+        args,
+        working_dir,
+        env: env(
+            config.and_then(|c| c.env.as_deref()).unwrap_or_default(),
+            image,
+            context.reveal_env,
+        ),
+        ports: instance
+            .annotation(kubelet::PORTS)
+            .and_then(|raw| json_annotation::<Vec<ContainerPort>>(instance, kubelet::PORTS, raw))
+            .filter(|ports| !ports.is_empty()),
+        resources: resources(instance),
+        volume_mounts: volume_mounts(instance, view.uid, &context.kubelet_root),
+        lifecycle: instance
+            .annotation(PRE_STOP_HANDLER)
+            .and_then(|raw| json_annotation::<LifecycleHandler>(instance, PRE_STOP_HANDLER, raw))
+            .map(|handler| Lifecycle {
+                pre_stop: Some(handler),
+                ..Lifecycle::default()
+            }),
+        termination_message_path: instance
+            .annotation(kubelet::TERMINATION_MESSAGE_PATH)
+            .map(str::to_string),
+        termination_message_policy: instance
+            .annotation(kubelet::TERMINATION_MESSAGE_POLICY)
+            .map(str::to_string),
+        tty: config.and_then(|c| c.tty).filter(|tty| *tty),
+        stdin: config.and_then(|c| c.open_stdin).filter(|stdin| *stdin),
+        stdin_once: config.and_then(|c| c.stdin_once).filter(|once| *once),
+        security_context: host_config.and_then(security_context),
+        ..Container::default()
+    }
+}
+
+fn json_annotation<T: serde::de::DeserializeOwned>(
+    instance: &Instance,
+    key: &str,
+    raw: &str,
+) -> Option<T> {
+    serde_json::from_str(raw)
+        .map_err(|err| log::debug!("container {}: ignoring malformed {key}: {err}", instance.id))
+        .ok()
+}
+
+/// The container's environment minus the image's own entries. Values are redacted unless the
+/// operator asked to see them: secrets are usually injected as environment variables.
+fn env(entries: &[String], image: Option<&ImageInspect>, reveal: bool) -> Option<Vec<EnvVar>> {
+    let image_env = image
+        .and_then(|image| image.config.as_ref())
+        .and_then(|config| config.env.as_deref())
+        .unwrap_or_default();
+    let vars: Vec<EnvVar> = entries
+        .iter()
+        .filter(|entry| !image_env.contains(entry))
+        .map(|entry| {
+            let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
+            let value = match value {
+                "" => None,
+                _ if reveal => Some(value.to_string()),
+                _ => Some(REDACTED.to_string()),
+            };
+            EnvVar {
+                name: name.to_string(),
+                value,
+                value_from: None,
+            }
+        })
+        .collect();
+    Some(vars).filter(|vars| !vars.is_empty())
+}
+
+/// Requests and limits from the cgroup settings the kubelet derived from them. Memory requests
+/// never reach Docker, and a cpu request below 2 shares cannot be told from none.
+fn resources(instance: &Instance) -> Option<ResourceRequirements> {
+    let host = instance.inspect.host_config.as_ref()?;
+    let mut requests = BTreeMap::new();
+    let mut limits = BTreeMap::new();
+    if let Some(shares) = host.cpu_shares.filter(|shares| *shares > 2) {
+        requests.insert(
+            "cpu".to_string(),
+            quantity::cpu_millis((shares * 1000 + 1023) / 1024),
+        );
+    }
+    if let Some(quota) = host.cpu_quota.filter(|quota| *quota > 0) {
+        let period = host
+            .cpu_period
+            .filter(|period| *period > 0)
+            .unwrap_or(100_000);
+        limits.insert(
+            "cpu".to_string(),
+            quantity::cpu_millis(quota * 1000 / period),
+        );
+    }
+    if let Some(memory) = host.memory.filter(|memory| *memory > 0) {
+        limits.insert("memory".to_string(), quantity::bytes(memory));
+    }
+    if requests.is_empty() && limits.is_empty() {
+        return None;
+    }
+    Some(ResourceRequirements {
+        requests: Some(requests).filter(|r| !r.is_empty()),
+        limits: Some(limits).filter(|l| !l.is_empty()),
+        ..ResourceRequirements::default()
+    })
+}
+
+fn security_context(host: &bollard::models::HostConfig) -> Option<SecurityContext> {
+    let capabilities = Capabilities {
+        add: host.cap_add.clone().filter(|caps| !caps.is_empty()),
+        drop: host.cap_drop.clone().filter(|caps| !caps.is_empty()),
+    };
+    let context = SecurityContext {
+        privileged: host.privileged.filter(|p| *p),
+        read_only_root_filesystem: host.readonly_rootfs.filter(|r| *r),
+        capabilities: Some(capabilities).filter(|c| c.add.is_some() || c.drop.is_some()),
+        ..SecurityContext::default()
+    };
+    Some(context).filter(|c| *c != SecurityContext::default())
+}
+
+/// Where a bind mount's source comes from, told by the kubelet's directory layout.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum MountSource<'a> {
+    /// `<root>/pods/<uid>/volumes/<plugin>/<name>`; the plugin dir uses `~` for `/`.
+    Volume { plugin: String, name: &'a str },
+    /// `<root>/pods/<uid>/volume-subpaths/<name>/<container>/<index>`.
+    SubPath { name: &'a str },
+    /// The termination-log file and `/etc/hosts`: the kubelet's plumbing, not volumes.
+    Plumbing,
+    /// Anything else: a host path.
+    Host,
+}
+
+pub(super) fn mount_source<'a>(source: &'a str, uid: &str, kubelet_root: &Path) -> MountSource<'a> {
+    let pod_dir = kubelet_root.join("pods").join(uid);
+    let Ok(rest) = Path::new(source).strip_prefix(&pod_dir) else {
+        return MountSource::Host;
+    };
+    let parts: Vec<&str> = rest.iter().filter_map(|part| part.to_str()).collect();
+    match parts.as_slice() {
+        ["volumes", plugin, name, ..] => MountSource::Volume {
+            plugin: plugin.replace('~', "/"),
+            name,
+        },
+        ["volume-subpaths", name, ..] => MountSource::SubPath { name },
+        _ => MountSource::Plumbing,
+    }
+}
+
+fn volume_mounts(instance: &Instance, uid: &str, kubelet_root: &Path) -> Option<Vec<VolumeMount>> {
+    let mounts = instance.inspect.mounts.as_deref().unwrap_or_default();
+    let volume_mounts: Vec<VolumeMount> = mounts
+        .iter()
+        .filter_map(|mount| {
+            let MountPoint {
+                source: Some(source),
+                destination: Some(destination),
+                ..
+            } = mount
+            else {
+                return None;
+            };
+            let name = match mount_source(source, uid, kubelet_root) {
+                MountSource::Volume { name, .. } | MountSource::SubPath { name } => name,
+                MountSource::Plumbing | MountSource::Host => return None,
+            };
+            Some(VolumeMount {
+                name: name.to_string(),
+                mount_path: destination.clone(),
+                read_only: Some(true).filter(|_| mount.rw == Some(false)),
+                ..VolumeMount::default()
+            })
+        })
+        .collect();
+    Some(volume_mounts).filter(|mounts| !mounts.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_paths_name_their_volumes() {
+        let root = Path::new("/var/lib/kubelet");
+        assert_eq!(
+            mount_source(
+                "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~secret/token",
+                "u1",
+                root
+            ),
+            MountSource::Volume {
+                plugin: "kubernetes.io/secret".to_string(),
+                name: "token"
+            }
+        );
+        assert_eq!(
+            mount_source("/var/lib/kubelet/pods/u1/etc-hosts", "u1", root),
+            MountSource::Plumbing
+        );
+        assert_eq!(
+            mount_source("/var/lib/kubelet/pods/u1/containers/app/1a2b", "u1", root),
+            MountSource::Plumbing
+        );
+        assert_eq!(
+            mount_source("/etc/kubernetes/scheduler.conf", "u1", root),
+            MountSource::Host
+        );
+        // Another pod's directory is not this pod's volume.
+        assert_eq!(
+            mount_source("/var/lib/kubelet/pods/u2/volumes/x/y", "u1", root),
+            MountSource::Host
+        );
+    }
+
+    #[test]
+    fn image_env_is_subtracted_and_values_redacted() {
+        let entries = vec!["PATH=/bin".to_string(), "DB_PASSWORD=hunter2".to_string()];
+        let image: ImageInspect = serde_json::from_value(serde_json::json!({
+            "Config": {"Env": ["PATH=/bin"]}
+        }))
+        .unwrap_or_default();
+        let vars = env(&entries, Some(&image), false).unwrap_or_default();
+        assert_eq!(vars.len(), 1);
+        assert_eq!(vars[0].name, "DB_PASSWORD");
+        assert_eq!(vars[0].value.as_deref(), Some(REDACTED));
+        let revealed = env(&entries, Some(&image), true).unwrap_or_default();
+        assert_eq!(revealed[0].value.as_deref(), Some("hunter2"));
+    }
+}

@@ -1,0 +1,229 @@
+//! `status`: container states from the newest and second-newest instances, and the pod-level
+//! phase, IPs and QoS class that follow from them.
+
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::kubelet::{self, Instance, RunState};
+use super::{Context, PodView, spec};
+
+pub(super) fn pod_status(view: &PodView, context: &Context) -> PodStatus {
+    let (mut init_statuses, mut statuses) = (Vec::new(), Vec::new());
+    for history in view.containers.values() {
+        let Some(newest) = history.first() else {
+            continue;
+        };
+        let status = container_status(view, newest, history.get(1));
+        if newest.annotation(kubelet::CONTAINER_TYPE) == Some("init") {
+            init_statuses.push(status);
+        } else {
+            statuses.push(status);
+        }
+    }
+
+    let pod_ips = pod_ips(view, context);
+    PodStatus {
+        phase: Some(phase(view).to_string()),
+        host_ip: context.host_ip.map(|ip| ip.to_string()),
+        pod_ip: pod_ips.first().map(|ip| ip.ip.clone()),
+        pod_ips: Some(pod_ips).filter(|ips| !ips.is_empty()),
+        start_time: view.sandbox.as_ref().and_then(|s| s.started_at()).map(Time),
+        qos_class: qos_class(view).map(str::to_string),
+        init_container_statuses: Some(init_statuses).filter(|s| !s.is_empty()),
+        container_statuses: Some(statuses).filter(|s| !s.is_empty()),
+        ..PodStatus::default()
+    }
+}
+
+fn container_status(
+    view: &PodView,
+    newest: &Instance,
+    previous: Option<&Instance>,
+) -> ContainerStatus {
+    let running = newest.run_state() == RunState::Running;
+    let image = view.image(newest);
+    let image_id = newest.image_id().unwrap_or_default();
+    let repo_digest = image
+        .and_then(|image| image.repo_digests.as_ref())
+        .and_then(|digests| digests.first());
+    ContainerStatus {
+        name: newest.container_name.to_string(),
+        state: Some(state(newest)),
+        last_state: previous
+            .filter(|p| p.run_state() == RunState::Exited)
+            .map(|p| ContainerState {
+                terminated: Some(terminated(p)),
+                ..ContainerState::default()
+            }),
+        restart_count: newest.restart_count().unwrap_or_default(),
+        container_id: Some(container_id(newest)),
+        image: super::image_name(image).unwrap_or_else(|| image_id.to_string()),
+        image_id: match repo_digest {
+            Some(digest) => format!("docker-pullable://{digest}"),
+            None => format!("docker://{image_id}"),
+        },
+        // Probe results are not in Docker: running is the most that can be said.
+        ready: running,
+        started: Some(running),
+        ..ContainerStatus::default()
+    }
+}
+
+fn container_id(instance: &Instance) -> String {
+    format!("docker://{}", instance.id)
+}
+
+fn state(instance: &Instance) -> ContainerState {
+    match instance.run_state() {
+        RunState::Running => ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: instance.started_at().map(Time),
+            }),
+            ..ContainerState::default()
+        },
+        RunState::Created => ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ContainerCreating".to_string()),
+                message: None,
+            }),
+            ..ContainerState::default()
+        },
+        RunState::Exited => ContainerState {
+            terminated: Some(terminated(instance)),
+            ..ContainerState::default()
+        },
+    }
+}
+
+fn terminated(instance: &Instance) -> ContainerStateTerminated {
+    let state = instance.inspect.state.as_ref();
+    let exit_code = state
+        .and_then(|s| s.exit_code)
+        .and_then(|code| i32::try_from(code).ok())
+        .unwrap_or_default();
+    let oom_killed = state.and_then(|s| s.oom_killed) == Some(true);
+    let message = state
+        .and_then(|s| s.error.clone())
+        .filter(|error| !error.is_empty());
+    let finished_at = instance.finished_at();
+
+    // Docker never started it (bad command, missing mount): no times of its own.
+    if finished_at.is_none() && exit_code != 0 {
+        let created = instance.created.map(Time);
+        return ContainerStateTerminated {
+            exit_code,
+            reason: Some("ContainerCannotRun".to_string()),
+            message,
+            started_at: created.clone(),
+            finished_at: created,
+            container_id: Some(container_id(instance)),
+            signal: None,
+        };
+    }
+    let reason = match (oom_killed, exit_code) {
+        (true, _) => "OOMKilled",
+        (false, 0) => "Completed",
+        (false, _) => "Error",
+    };
+    ContainerStateTerminated {
+        exit_code,
+        reason: Some(reason.to_string()),
+        message,
+        started_at: instance.started_at().map(Time),
+        finished_at: finished_at.map(Time),
+        container_id: Some(container_id(instance)),
+        signal: None,
+    }
+}
+
+/// The kubelet decides the phase with the restart policy, which Docker does not hold. The
+/// sandbox stands in for it: the kubelet stops the sandbox once a pod is finished.
+fn phase(view: &PodView) -> &'static str {
+    let ever_started = view
+        .containers
+        .values()
+        .flatten()
+        .any(|instance| instance.ever_started());
+    if !ever_started {
+        return "Pending";
+    }
+    let sandbox_running = view
+        .sandbox
+        .as_ref()
+        .is_some_and(|s| s.run_state() == RunState::Running);
+    if sandbox_running || view.newest().any(|i| i.run_state() == RunState::Running) {
+        return "Running";
+    }
+    let all_succeeded = view.newest().all(|instance| {
+        instance.run_state() == RunState::Exited && terminated(instance).exit_code == 0
+    });
+    if all_succeeded { "Succeeded" } else { "Failed" }
+}
+
+fn pod_ips(view: &PodView, context: &Context) -> Vec<PodIP> {
+    if spec::host_network(view) == Some(true) {
+        return context
+            .host_ip
+            .map(|ip| PodIP { ip: ip.to_string() })
+            .into_iter()
+            .collect();
+    }
+    // On the Docker bridge the sandbox's network settings hold the address.
+    let Some(networks) = view
+        .sandbox
+        .as_ref()
+        .and_then(|s| s.inspect.network_settings.as_ref())
+        .and_then(|n| n.networks.as_ref())
+    else {
+        return Vec::new();
+    };
+    let mut ips = Vec::new();
+    for endpoint in networks.values() {
+        for ip in [&endpoint.ip_address, &endpoint.global_ipv6_address]
+            .into_iter()
+            .flatten()
+        {
+            if !ip.is_empty() && !ips.iter().any(|known: &PodIP| &known.ip == ip) {
+                ips.push(PodIP { ip: ip.clone() });
+            }
+        }
+    }
+    ips
+}
+
+/// The QoS class, from the cgroup the kubelet placed the pod in, else from the OOM score it
+/// gave the containers. The sandbox's settings are fixed by the kubelet and say nothing.
+fn qos_class(view: &PodView) -> Option<&'static str> {
+    let instances = || view.newest().chain(view.sandbox.as_ref());
+    let from_cgroup = instances().find_map(|instance| {
+        let parent = instance
+            .inspect
+            .host_config
+            .as_ref()?
+            .cgroup_parent
+            .as_deref()?;
+        let parent = parent.to_ascii_lowercase();
+        if parent.contains("besteffort") {
+            Some("BestEffort")
+        } else if parent.contains("burstable") {
+            Some("Burstable")
+        } else if parent.contains("kubepods") {
+            Some("Guaranteed")
+        } else {
+            None
+        }
+    });
+    from_cgroup.or_else(|| {
+        view.newest().find_map(|instance| {
+            match instance.inspect.host_config.as_ref()?.oom_score_adj? {
+                -998 | -997 => Some("Guaranteed"),
+                1000 => Some("BestEffort"),
+                2..=999 => Some("Burstable"),
+                _ => None,
+            }
+        })
+    })
+}

@@ -1,0 +1,57 @@
+//! Starting and stopping the HTTP server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::collector::Collector;
+use crate::error::{Error, Result};
+use crate::http::{self, App};
+use crate::settings::Settings;
+
+/// A server that is listening. Dropping it leaves the server running until the runtime stops.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+
+    /// Runs until `signal` resolves, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}
+
+/// Binds the listen address and serves in the background. The Docker daemon is not needed to
+/// start: requests report it until it answers.
+pub async fn start(settings: Settings) -> Result<RunningServer> {
+    let app = Arc::new(App {
+        collector: Collector::new(&settings)?,
+        body_limit: settings.body_limit,
+    });
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|err| Error::Config(format!("cannot listen on {}: {err}", settings.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|err| Error::Config(format!("cannot read the listen address: {err}")))?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = warp::serve(http::routes(app))
+        .incoming(listener)
+        .graceful(async {
+            let _ = stopped.await;
+        });
+    let task = tokio::spawn(server.run());
+    Ok(RunningServer { addr, stop, task })
+}

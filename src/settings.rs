@@ -1,0 +1,52 @@
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the service needs to know about the node it runs on. Built from the command line
+/// (`cli`), or directly by tests and embedders.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Docker daemon address: `unix:///path`, `/path`, `tcp://host:port` or `http://host:port`.
+    pub docker_host: String,
+    /// `spec.nodeName` of every rebuilt pod.
+    pub node_name: String,
+    /// The node's address (`status.hostIP`, and `podIP` of host-network pods).
+    pub host_ip: Option<IpAddr>,
+    /// Upper bound for every call to the Docker daemon.
+    pub runtime_timeout: Duration,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Show environment variable values instead of redacting them.
+    pub reveal_env: bool,
+    /// Where the host's `/proc` is mounted (pod IPs under CNI are read from there).
+    pub host_proc: PathBuf,
+    /// The kubelet's root directory (volume paths and termination-message files live there).
+    pub kubelet_root: PathBuf,
+    /// The kubelet's static pod manifest directory.
+    pub manifest_dir: PathBuf,
+}
+
+/// Port 8090 is the KubeDiag agent's own; the collector sits next to it.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8095";
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+pub const DEFAULT_RUNTIME_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8095)),
+            docker_host: DEFAULT_DOCKER_HOST.to_string(),
+            node_name: String::new(),
+            host_ip: None,
+            runtime_timeout: Duration::from_secs(DEFAULT_RUNTIME_TIMEOUT_SECS),
+            body_limit: DEFAULT_BODY_LIMIT,
+            reveal_env: false,
+            host_proc: PathBuf::from("/proc"),
+            kubelet_root: PathBuf::from("/var/lib/kubelet"),
+            manifest_dir: PathBuf::from("/etc/kubernetes/manifests"),
+        }
+    }
+}
