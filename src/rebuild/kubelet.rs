@@ -122,8 +122,13 @@ impl<'a> Instance<'a> {
         if state.and_then(|s| s.running) == Some(true) {
             return RunState::Running;
         }
+        // A start that failed leaves the container "created", with an exit code and an error.
+        let failed_to_start = state.is_some_and(|s| {
+            s.exit_code.is_some_and(|code| code != 0)
+                || s.error.as_ref().is_some_and(|e| !e.is_empty())
+        });
         match state.and_then(|s| s.status) {
-            Some(ContainerStateStatusEnum::CREATED) => RunState::Created,
+            Some(ContainerStateStatusEnum::CREATED) if !failed_to_start => RunState::Created,
             Some(ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::PAUSED) => {
                 RunState::Running
             }
