@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod collector;
 mod error;
+pub mod host;
 pub mod http;
 pub mod rebuild;
 pub mod runtime;

@@ -27,6 +27,16 @@ pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminatio
 pub const TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
 pub const PORTS: &str = "io.kubernetes.container.ports";
 pub const CONTAINER_TYPE: &str = "io.kubernetes.container.type";
+/// Where the kubelet got the pod: `api`, or `file` / `http` for static pods.
+pub const CONFIG_SOURCE: &str = "kubernetes.io/config.source";
+
+/// The kind of container, from the `io.kubernetes.container.type` annotation (recent kubelets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerKind {
+    Init,
+    App,
+    Ephemeral,
+}
 
 /// Docker's zero time, written for a container that never started or never finished.
 const ZERO_TIME_PREFIX: &str = "0001-01-01";
@@ -105,6 +115,16 @@ impl<'a> Instance<'a> {
                 log::debug!("container {}: ignoring malformed {key}={raw:?}", self.id);
                 None
             }
+        }
+    }
+
+    /// Without the annotation a container is an app container: init containers cannot be told
+    /// apart on older kubelets.
+    pub fn kind(&self) -> ContainerKind {
+        match self.annotation(CONTAINER_TYPE) {
+            Some("init") => ContainerKind::Init,
+            Some("ephemeral") => ContainerKind::Ephemeral,
+            _ => ContainerKind::App,
         }
     }
 

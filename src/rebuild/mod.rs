@@ -25,6 +25,23 @@ use kubelet::{ANNOTATION_PREFIX, Instance, KUBELET_LABEL_PREFIX, Role};
 pub struct PodRecord {
     pub containers: Vec<ContainerInspectResponse>,
     pub images: HashMap<String, ImageInspect>,
+    /// What the node's files add (read by `host`, not by the rebuild).
+    #[serde(default)]
+    pub host: HostFacts,
+}
+
+/// What the node's own files tell about the pod, beyond Docker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostFacts {
+    /// Addresses of `eth0` in the sandbox's network namespace (CNI pods).
+    #[serde(default)]
+    pub pod_ips: Vec<IpAddr>,
+    /// Termination-message file contents, by container ID.
+    #[serde(default)]
+    pub termination_messages: HashMap<String, String>,
+    /// The static pod manifest the kubelet runs the pod from.
+    #[serde(default)]
+    pub manifest: Option<Pod>,
 }
 
 /// What the rebuild needs to know about the node and the operator's choices.
@@ -43,7 +60,7 @@ pub const REDACTED: &str = "<redacted>";
 /// The pod's containers sorted out: the newest sandbox and, per container name, its instances
 /// newest first. Instances of another pod with the same name (an older UID) are history and
 /// left out.
-pub(crate) struct PodView<'a> {
+pub struct PodView<'a> {
     pub sandbox: Option<Instance<'a>>,
     pub uid: &'a str,
     /// By container name, newest instance first.
@@ -52,7 +69,7 @@ pub(crate) struct PodView<'a> {
 }
 
 impl<'a> PodView<'a> {
-    fn new(record: &'a PodRecord) -> Option<Self> {
+    pub fn new(record: &'a PodRecord) -> Option<Self> {
         let mut instances: Vec<Instance<'a>> =
             record.containers.iter().filter_map(Instance::new).collect();
         // Newest first; the attempt breaks ties between instances created in the same instant.
@@ -98,10 +115,18 @@ impl<'a> PodView<'a> {
 /// Rebuilds the pod, or `None` when the record holds no container the kubelet made.
 pub fn rebuild(record: &PodRecord, context: &Context) -> Option<Pod> {
     let view = PodView::new(record)?;
+    let mut spec = spec::pod_spec(&view, context);
+    if let Some(manifest_spec) = record.host.manifest.as_ref().and_then(|m| m.spec.clone()) {
+        spec = spec::with_manifest(manifest_spec, spec);
+    }
+    if !context.reveal_env {
+        spec::redact_env(&mut spec);
+    }
+    let status = status::pod_status(&view, &spec, &record.host, context);
     Some(Pod {
         metadata: metadata(&view),
-        spec: Some(spec::pod_spec(&view, context)),
-        status: Some(status::pod_status(&view, context)),
+        spec: Some(spec),
+        status: Some(status),
     })
 }
 

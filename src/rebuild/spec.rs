@@ -4,15 +4,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use bollard::models::{ImageInspect, MountPoint};
+use k8s_openapi::DeepMerge;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, Lifecycle, LifecycleHandler, PodSpec,
-    ResourceRequirements, SecurityContext, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeSource,
+    EmptyDirVolumeSource, EnvVar, EphemeralContainer, HostPathVolumeSource, Lifecycle,
+    LifecycleHandler, PodSpec, ProjectedVolumeSource, ResourceRequirements, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 
-use super::kubelet::{self, Instance};
+use super::kubelet::{self, ContainerKind, Instance};
 use super::{Context, PodView, REDACTED, quantity};
 
-const CONTAINER_TYPE_INIT: &str = "init";
 const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
 
 pub(super) fn pod_spec(view: &PodView, context: &Context) -> PodSpec {
@@ -23,13 +25,13 @@ pub(super) fn pod_spec(view: &PodView, context: &Context) -> PodSpec {
     let host_mode =
         |mode: Option<&String>| Some(true).filter(|_| mode.is_some_and(|m| m == "host"));
 
-    let (mut init_containers, mut containers) = (Vec::new(), Vec::new());
+    let (mut init_containers, mut containers, mut ephemeral) = (Vec::new(), Vec::new(), Vec::new());
     for instance in view.newest() {
         let container = container(view, instance, context);
-        if instance.annotation(kubelet::CONTAINER_TYPE) == Some(CONTAINER_TYPE_INIT) {
-            init_containers.push(container);
-        } else {
-            containers.push(container);
+        match instance.kind() {
+            ContainerKind::Init => init_containers.push(container),
+            ContainerKind::App => containers.push(container),
+            ContainerKind::Ephemeral => ephemeral.extend(ephemeral_container(container)),
         }
     }
 
@@ -43,7 +45,74 @@ pub(super) fn pod_spec(view: &PodView, context: &Context) -> PodSpec {
             .find_map(|i| i.parsed_annotation(kubelet::TERMINATION_GRACE_PERIOD)),
         init_containers: Some(init_containers).filter(|c| !c.is_empty()),
         containers,
+        ephemeral_containers: Some(ephemeral).filter(|c| !c.is_empty()),
+        volumes: volumes(view, &context.kubelet_root),
         ..PodSpec::default()
+    }
+}
+
+/// An ephemeral container has the fields of a container (and a few more Docker cannot tell).
+fn ephemeral_container(container: Container) -> Option<EphemeralContainer> {
+    serde_json::to_value(container)
+        .and_then(serde_json::from_value)
+        .map_err(|err| log::debug!("ephemeral container left out: {err}"))
+        .ok()
+}
+
+/// The static pod's manifest, with what the runtime shows on top: the manifest says what was
+/// asked for (probes, restart policy, volume names…), the runtime what actually runs.
+pub(super) fn with_manifest(mut manifest: PodSpec, mut runtime: PodSpec) -> PodSpec {
+    name_host_volumes_as(&manifest, &mut runtime);
+    manifest.merge_from(runtime);
+    manifest
+}
+
+/// The runtime can only make up names for host-path volumes; the manifest has the real ones.
+fn name_host_volumes_as(manifest: &PodSpec, runtime: &mut PodSpec) {
+    let manifest_name_of = |path: &str| {
+        manifest.volumes.iter().flatten().find_map(|volume| {
+            let host_path = volume.host_path.as_ref()?;
+            (host_path.path.trim_end_matches('/') == path.trim_end_matches('/'))
+                .then(|| volume.name.clone())
+        })
+    };
+    let mut renamed = Vec::new();
+    for volume in runtime.volumes.iter_mut().flatten() {
+        let Some(host_path) = &volume.host_path else {
+            continue;
+        };
+        if let Some(name) = manifest_name_of(&host_path.path) {
+            renamed.push((std::mem::replace(&mut volume.name, name.clone()), name));
+        }
+    }
+    let mounts = runtime
+        .containers
+        .iter_mut()
+        .chain(runtime.init_containers.iter_mut().flatten())
+        .flat_map(|container| container.volume_mounts.iter_mut().flatten());
+    for mount in mounts {
+        if let Some((_, name)) = renamed.iter().find(|(old, _)| *old == mount.name) {
+            mount.name = name.clone();
+        }
+    }
+}
+
+/// Replaces every environment value with `REDACTED`, wherever it came from.
+pub(super) fn redact_env(spec: &mut PodSpec) {
+    let app_env = spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+        .flat_map(|container| container.env.iter_mut().flatten());
+    let ephemeral_env = spec
+        .ephemeral_containers
+        .iter_mut()
+        .flatten()
+        .flat_map(|container| container.env.iter_mut().flatten());
+    for var in app_env.chain(ephemeral_env) {
+        if var.value.as_ref().is_some_and(|value| !value.is_empty()) {
+            var.value = Some(REDACTED.to_string());
+        }
     }
 }
 
@@ -97,11 +166,7 @@ fn container(view: &PodView, instance: &Instance, context: &Context) -> Containe
         command,
         args,
         working_dir,
-        env: env(
-            config.and_then(|c| c.env.as_deref()).unwrap_or_default(),
-            image,
-            context.reveal_env,
-        ),
+        env: env(config.and_then(|c| c.env.as_deref()).unwrap_or_default(), image),
         ports: instance
             .annotation(kubelet::PORTS)
             .and_then(|raw| json_annotation::<Vec<ContainerPort>>(instance, kubelet::PORTS, raw))
@@ -139,9 +204,8 @@ fn json_annotation<T: serde::de::DeserializeOwned>(
         .ok()
 }
 
-/// The container's environment minus the image's own entries. Values are redacted unless the
-/// operator asked to see them: secrets are usually injected as environment variables.
-fn env(entries: &[String], image: Option<&ImageInspect>, reveal: bool) -> Option<Vec<EnvVar>> {
+/// The container's environment minus the image's own entries.
+fn env(entries: &[String], image: Option<&ImageInspect>) -> Option<Vec<EnvVar>> {
     let image_env = image
         .and_then(|image| image.config.as_ref())
         .and_then(|config| config.env.as_deref())
@@ -151,14 +215,9 @@ fn env(entries: &[String], image: Option<&ImageInspect>, reveal: bool) -> Option
         .filter(|entry| !image_env.contains(entry))
         .map(|entry| {
             let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
-            let value = match value {
-                "" => None,
-                _ if reveal => Some(value.to_string()),
-                _ => Some(REDACTED.to_string()),
-            };
             EnvVar {
                 name: name.to_string(),
-                value,
+                value: Some(value.to_string()).filter(|value| !value.is_empty()),
                 value_from: None,
             }
         })
@@ -244,32 +303,98 @@ pub(super) fn mount_source<'a>(source: &'a str, uid: &str, kubelet_root: &Path) 
     }
 }
 
-fn volume_mounts(instance: &Instance, uid: &str, kubelet_root: &Path) -> Option<Vec<VolumeMount>> {
-    let mounts = instance.inspect.mounts.as_deref().unwrap_or_default();
-    let volume_mounts: Vec<VolumeMount> = mounts
+/// The bind mounts that are pod volumes, with the name the volume is known by.
+fn pod_mounts<'a>(
+    instance: &Instance<'a>,
+    uid: &'a str,
+    kubelet_root: &'a Path,
+) -> impl Iterator<Item = (&'a MountPoint, MountSource<'a>)> + 'a {
+    instance
+        .inspect
+        .mounts
+        .as_deref()
+        .unwrap_or_default()
         .iter()
-        .filter_map(|mount| {
-            let MountPoint {
-                source: Some(source),
-                destination: Some(destination),
-                ..
-            } = mount
-            else {
-                return None;
-            };
-            let name = match mount_source(source, uid, kubelet_root) {
-                MountSource::Volume { name, .. } | MountSource::SubPath { name } => name,
-                MountSource::Plumbing | MountSource::Host => return None,
-            };
-            Some(VolumeMount {
-                name: name.to_string(),
-                mount_path: destination.clone(),
-                read_only: Some(true).filter(|_| mount.rw == Some(false)),
-                ..VolumeMount::default()
-            })
+        // Docker's own volumes are not the kubelet's; the kubelet only binds.
+        .filter(|mount| mount.typ.as_deref().is_none_or(|typ| typ == "bind"))
+        .filter(|mount| mount.destination.is_some())
+        .filter_map(move |mount| {
+            let source = mount_source(mount.source.as_deref()?, uid, kubelet_root);
+            (source != MountSource::Plumbing).then_some((mount, source))
+        })
+}
+
+/// A host-path volume's name is not in Docker; it is made from the path, so that the same path
+/// always has the same name (`/etc/kubernetes/pki` → `hostpath-etc-kubernetes-pki`).
+pub(super) fn host_path_volume_name(path: &str) -> String {
+    let mut name = String::from("hostpath");
+    for part in path.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
+        name.push('-');
+        name.push_str(&part.to_ascii_lowercase());
+    }
+    name.truncate(63);
+    name.trim_end_matches('-').to_string()
+}
+
+fn volume_name(mount: &MountPoint, source: &MountSource) -> String {
+    match source {
+        MountSource::Volume { name, .. } | MountSource::SubPath { name } => name.to_string(),
+        MountSource::Host | MountSource::Plumbing => {
+            host_path_volume_name(mount.source.as_deref().unwrap_or_default())
+        }
+    }
+}
+
+fn volume_mounts(instance: &Instance, uid: &str, kubelet_root: &Path) -> Option<Vec<VolumeMount>> {
+    let volume_mounts: Vec<VolumeMount> = pod_mounts(instance, uid, kubelet_root)
+        .map(|(mount, source)| VolumeMount {
+            name: volume_name(mount, &source),
+            mount_path: mount.destination.clone().unwrap_or_default(),
+            read_only: Some(true).filter(|_| mount.rw == Some(false)),
+            ..VolumeMount::default()
         })
         .collect();
     Some(volume_mounts).filter(|mounts| !mounts.is_empty())
+}
+
+/// The pod's volumes, as far as the mount sources tell their kind. Volumes of plugins whose
+/// kind cannot be told (CSI, PVCs, …) are named by their mounts but not listed here.
+fn volumes(view: &PodView, kubelet_root: &Path) -> Option<Vec<Volume>> {
+    let mut volumes: Vec<Volume> = Vec::new();
+    for instance in view.newest() {
+        for (mount, source) in pod_mounts(instance, view.uid, kubelet_root) {
+            let name = volume_name(mount, &source);
+            if volumes.iter().any(|volume| volume.name == name) {
+                continue;
+            }
+            let mut volume = Volume {
+                name,
+                ..Volume::default()
+            };
+            match source {
+                MountSource::Host => {
+                    volume.host_path = Some(HostPathVolumeSource {
+                        path: mount.source.clone().unwrap_or_default(),
+                        type_: None,
+                    })
+                }
+                MountSource::Volume { plugin, .. } => match plugin.as_str() {
+                    "kubernetes.io/empty-dir" => volume.empty_dir = Some(EmptyDirVolumeSource::default()),
+                    "kubernetes.io/secret" => volume.secret = Some(SecretVolumeSource::default()),
+                    "kubernetes.io/configmap" => volume.config_map = Some(ConfigMapVolumeSource::default()),
+                    "kubernetes.io/projected" => volume.projected = Some(ProjectedVolumeSource::default()),
+                    "kubernetes.io/downward-api" => {
+                        volume.downward_api = Some(DownwardAPIVolumeSource::default())
+                    }
+                    _ => continue,
+                },
+                MountSource::SubPath { .. } | MountSource::Plumbing => continue,
+            }
+            volumes.push(volume);
+        }
+    }
+    volumes.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(volumes).filter(|volumes| !volumes.is_empty())
 }
 
 #[cfg(test)]
@@ -310,17 +435,33 @@ mod tests {
     }
 
     #[test]
-    fn image_env_is_subtracted_and_values_redacted() {
+    fn image_env_is_subtracted_and_values_redacted_later() {
         let entries = vec!["PATH=/bin".to_string(), "DB_PASSWORD=hunter2".to_string()];
         let image: ImageInspect = serde_json::from_value(serde_json::json!({
             "Config": {"Env": ["PATH=/bin"]}
         }))
         .unwrap_or_default();
-        let vars = env(&entries, Some(&image), false).unwrap_or_default();
+        let vars = env(&entries, Some(&image)).unwrap_or_default();
         assert_eq!(vars.len(), 1);
         assert_eq!(vars[0].name, "DB_PASSWORD");
-        assert_eq!(vars[0].value.as_deref(), Some(REDACTED));
-        let revealed = env(&entries, Some(&image), true).unwrap_or_default();
-        assert_eq!(revealed[0].value.as_deref(), Some("hunter2"));
+        assert_eq!(vars[0].value.as_deref(), Some("hunter2"));
+        let mut spec = PodSpec {
+            containers: vec![Container {
+                env: Some(vars),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        };
+        redact_env(&mut spec);
+        assert_eq!(spec.containers[0].env.as_ref().map(|e| e[0].value.as_deref()), Some(Some(REDACTED)));
+    }
+
+    #[test]
+    fn host_path_volumes_are_named_after_their_path() {
+        assert_eq!(
+            host_path_volume_name("/etc/kubernetes/scheduler.conf"),
+            "hostpath-etc-kubernetes-scheduler-conf"
+        );
+        assert!(host_path_volume_name(&"/very-long".repeat(20)).len() <= 63);
     }
 }

@@ -2,46 +2,147 @@
 //! phase, IPs and QoS class that follow from them.
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, PodCondition, PodIP, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::kubelet::{self, Instance, RunState};
-use super::{Context, PodView, spec};
+use super::kubelet::{ContainerKind, Instance, RunState};
+use super::{Context, HostFacts, PodView, spec};
 
-pub(super) fn pod_status(view: &PodView, context: &Context) -> PodStatus {
-    let (mut init_statuses, mut statuses) = (Vec::new(), Vec::new());
-    for history in view.containers.values() {
-        let Some(newest) = history.first() else {
-            continue;
-        };
-        let status = container_status(view, newest, history.get(1));
-        if newest.annotation(kubelet::CONTAINER_TYPE) == Some("init") {
-            init_statuses.push(status);
-        } else {
-            statuses.push(status);
+pub(super) fn pod_status(
+    view: &PodView,
+    spec: &PodSpec,
+    host: &HostFacts,
+    context: &Context,
+) -> PodStatus {
+    let status_of = |history: &Vec<Instance>| {
+        let newest = history.first()?;
+        Some((newest.kind(), container_status(view, newest, history.get(1), host)))
+    };
+    let (mut init_statuses, mut statuses, mut ephemeral_statuses) = (Vec::new(), Vec::new(), Vec::new());
+    for (kind, status) in view.containers.values().filter_map(status_of) {
+        match kind {
+            ContainerKind::Init => init_statuses.push(status),
+            ContainerKind::App => statuses.push(status),
+            ContainerKind::Ephemeral => ephemeral_statuses.push(status),
         }
     }
 
-    let pod_ips = pod_ips(view, context);
+    // Init containers run one after another to success before any app container starts.
+    let pending_init: Vec<&str> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .filter(|name| !init_statuses.iter().any(|s| s.name == *name && succeeded(s)))
+        .collect();
+    let initialized = pending_init.is_empty();
+    for status in &mut statuses {
+        let waiting = status.state.as_mut().and_then(|s| s.waiting.as_mut());
+        if let Some(waiting) = waiting.filter(|_| !initialized) {
+            waiting.reason = Some("PodInitializing".to_string());
+        }
+    }
+    // Containers the spec names (from a static pod's manifest) that Docker has not made yet.
+    let not_created = |statuses: &Vec<ContainerStatus>, containers: &[Container], reason: &str| {
+        containers
+            .iter()
+            .filter(|c| !statuses.iter().any(|s| s.name == c.name))
+            .map(|c| waiting_status(c, reason))
+            .collect::<Vec<_>>()
+    };
+    let init_reason = if initialized { "ContainerCreating" } else { "PodInitializing" };
+    let missing_init = not_created(&init_statuses, spec.init_containers.as_deref().unwrap_or_default(), "PodInitializing");
+    init_statuses.extend(missing_init);
+    let missing = not_created(&statuses, &spec.containers, init_reason);
+    statuses.extend(missing);
+    for list in [&mut init_statuses, &mut statuses] {
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    let phase = phase(view);
+    let pod_ips = pod_ips(view, host, context);
     PodStatus {
-        phase: Some(phase(view).to_string()),
+        phase: Some(phase.to_string()),
+        conditions: Some(conditions(phase, &pending_init, &statuses)),
         host_ip: context.host_ip.map(|ip| ip.to_string()),
+        host_ips: context.host_ip.map(|ip| vec![HostIP { ip: ip.to_string() }]),
         pod_ip: pod_ips.first().map(|ip| ip.ip.clone()),
         pod_ips: Some(pod_ips).filter(|ips| !ips.is_empty()),
         start_time: view.sandbox.as_ref().and_then(|s| s.started_at()).map(Time),
         qos_class: qos_class(view).map(str::to_string),
         init_container_statuses: Some(init_statuses).filter(|s| !s.is_empty()),
         container_statuses: Some(statuses).filter(|s| !s.is_empty()),
+        ephemeral_container_statuses: Some(ephemeral_statuses).filter(|s| !s.is_empty()),
         ..PodStatus::default()
     }
+}
+
+fn succeeded(status: &ContainerStatus) -> bool {
+    let terminated = status.state.as_ref().and_then(|s| s.terminated.as_ref());
+    terminated.is_some_and(|t| t.exit_code == 0)
+}
+
+fn waiting_status(container: &Container, reason: &str) -> ContainerStatus {
+    ContainerStatus {
+        name: container.name.clone(),
+        state: Some(ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.to_string()),
+                message: None,
+            }),
+            ..ContainerState::default()
+        }),
+        image: container.image.clone().unwrap_or_default(),
+        ready: false,
+        started: Some(false),
+        ..ContainerStatus::default()
+    }
+}
+
+/// The kubelet's conditions, with its reasons and messages. Transition times are not in Docker.
+fn conditions(phase: &str, pending_init: &[&str], statuses: &[ContainerStatus]) -> Vec<PodCondition> {
+    let condition = |type_: &str, ok: bool, reason: Option<&str>, message: Option<String>| PodCondition {
+        type_: type_.to_string(),
+        status: if ok { "True" } else { "False" }.to_string(),
+        reason: reason.filter(|_| !ok).map(str::to_string),
+        message: message.filter(|_| !ok),
+        ..PodCondition::default()
+    };
+    let finished = matches!(phase, "Succeeded" | "Failed");
+    let unready: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.as_str())
+        .collect();
+    let ready = unready.is_empty() && !statuses.is_empty();
+    let (ready_reason, ready_message) = if finished {
+        ("PodCompleted", None)
+    } else {
+        (
+            "ContainersNotReady",
+            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+        )
+    };
+    vec![
+        condition(
+            "Initialized",
+            pending_init.is_empty(),
+            Some(if finished { "PodCompleted" } else { "ContainersNotInitialized" }),
+            Some(format!("containers with incomplete status: [{}]", pending_init.join(" "))),
+        ),
+        condition("Ready", ready, Some(ready_reason), ready_message.clone()),
+        condition("ContainersReady", ready, Some(ready_reason), ready_message),
+        condition("PodScheduled", true, None, None),
+    ]
 }
 
 fn container_status(
     view: &PodView,
     newest: &Instance,
     previous: Option<&Instance>,
+    host: &HostFacts,
 ) -> ContainerStatus {
     let running = newest.run_state() == RunState::Running;
     let image = view.image(newest);
@@ -51,11 +152,11 @@ fn container_status(
         .and_then(|digests| digests.first());
     ContainerStatus {
         name: newest.container_name.to_string(),
-        state: Some(state(newest)),
+        state: Some(state(newest, host)),
         last_state: previous
             .filter(|p| p.run_state() == RunState::Exited)
             .map(|p| ContainerState {
-                terminated: Some(terminated(p)),
+                terminated: Some(terminated(p, host)),
                 ..ContainerState::default()
             }),
         restart_count: newest.restart_count().unwrap_or_default(),
@@ -76,7 +177,7 @@ fn container_id(instance: &Instance) -> String {
     format!("docker://{}", instance.id)
 }
 
-fn state(instance: &Instance) -> ContainerState {
+fn state(instance: &Instance, host: &HostFacts) -> ContainerState {
     match instance.run_state() {
         RunState::Running => ContainerState {
             running: Some(ContainerStateRunning {
@@ -92,22 +193,30 @@ fn state(instance: &Instance) -> ContainerState {
             ..ContainerState::default()
         },
         RunState::Exited => ContainerState {
-            terminated: Some(terminated(instance)),
+            terminated: Some(terminated(instance, host)),
             ..ContainerState::default()
         },
     }
 }
 
-fn terminated(instance: &Instance) -> ContainerStateTerminated {
+fn terminated(instance: &Instance, host: &HostFacts) -> ContainerStateTerminated {
     let state = instance.inspect.state.as_ref();
     let exit_code = state
         .and_then(|s| s.exit_code)
         .and_then(|code| i32::try_from(code).ok())
         .unwrap_or_default();
     let oom_killed = state.and_then(|s| s.oom_killed) == Some(true);
-    let message = state
-        .and_then(|s| s.error.clone())
-        .filter(|error| !error.is_empty());
+    // The runtime's error, then what the container wrote to its termination-message file.
+    let message = [
+        state.and_then(|s| s.error.as_deref()),
+        host.termination_messages.get(instance.id).map(String::as_str),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|text| !text.is_empty())
+    .collect::<Vec<_>>()
+    .join("\n");
+    let message = Some(message).filter(|m| !m.is_empty());
     let finished_at = instance.finished_at();
 
     // Docker never started it (bad command, missing mount): no times of its own.
@@ -158,17 +267,26 @@ fn phase(view: &PodView) -> &'static str {
         return "Running";
     }
     let all_succeeded = view.newest().all(|instance| {
-        instance.run_state() == RunState::Exited && terminated(instance).exit_code == 0
+        instance.run_state() == RunState::Exited
+            && instance.inspect.state.as_ref().and_then(|s| s.exit_code) == Some(0)
     });
     if all_succeeded { "Succeeded" } else { "Failed" }
 }
 
-fn pod_ips(view: &PodView, context: &Context) -> Vec<PodIP> {
+fn pod_ips(view: &PodView, host: &HostFacts, context: &Context) -> Vec<PodIP> {
     if spec::host_network(view) == Some(true) {
         return context
             .host_ip
             .map(|ip| PodIP { ip: ip.to_string() })
             .into_iter()
+            .collect();
+    }
+    // Under CNI only the sandbox's network namespace knows the addresses.
+    if !host.pod_ips.is_empty() {
+        return host
+            .pod_ips
+            .iter()
+            .map(|ip| PodIP { ip: ip.to_string() })
             .collect();
     }
     // On the Docker bridge the sandbox's network settings hold the address.

@@ -99,7 +99,11 @@ impl DockerRuntime {
             }
         }
 
-        Ok(PodRecord { containers, images })
+        Ok(PodRecord {
+            containers,
+            images,
+            ..PodRecord::default()
+        })
     }
 
     /// A connected client, connecting (and negotiating the API version) if needed.
