@@ -25,7 +25,9 @@ impl Collector {
         let host_ip = settings.host_ip.or_else(|| {
             let detected = host_files.node_ip();
             match detected {
-                Some(ip) => log::info!("node address {ip} (default route); set HOST_IP to choose another"),
+                Some(ip) => {
+                    log::info!("node address {ip} (default route); set HOST_IP to choose another")
+                }
                 None => log::info!("node address unknown: set HOST_IP to report hostIP"),
             }
             detected

@@ -244,3 +244,186 @@ fn a_container_docker_could_not_start() {
 fn no_kubelet_container_is_no_pod() {
     assert!(rebuild(&PodRecord::default(), &context()).is_none());
 }
+
+#[test]
+fn restarted_sandbox_init_container_and_termination_message() {
+    let mut record = record("restarted-sandbox-init");
+    let uid = "5a1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+    let first_instance = id_of(
+        "restarted-sandbox-init",
+        &format!("/k8s_postgres_postgres-0_db_{uid}_0"),
+    );
+    record
+        .host
+        .termination_messages
+        .insert(first_instance.clone(), "database crashed\n".to_string());
+    record.host.pod_ips = vec![
+        "10.244.1.5".parse().expect("literal"),
+        "fd00::5".parse().expect("literal"),
+    ];
+    let pod = serde_json::to_value(rebuild(&record, &context()).expect("pod")).expect("json");
+
+    // The newest sandbox (with a name-clash suffix) is the pod's; its start is the pod's.
+    let sandbox = id_of(
+        "restarted-sandbox-init",
+        &format!("/k8s_POD_postgres-0_db_{uid}_1_0a1b2c3d"),
+    );
+    let sandbox_start = record
+        .containers
+        .iter()
+        .find(|c| c.id.as_deref() == Some(sandbox.as_str()))
+        .and_then(|c| c.state.as_ref()?.started_at.clone())
+        .unwrap_or_default();
+    let start_time = pod["status"]["startTime"].as_str().unwrap_or("-");
+    assert_eq!(sandbox_start.get(..19), start_time.get(..19));
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed");
+    assert_eq!(pod["status"]["podIP"], "10.244.1.5");
+    assert_eq!(
+        pod["status"]["podIPs"],
+        json!([{"ip": "10.244.1.5"}, {"ip": "fd00::5"}])
+    );
+
+    assert_eq!(pod["spec"]["initContainers"][0]["name"], "init-perms");
+    assert_eq!(
+        pod["spec"]["initContainers"][0]["args"],
+        json!(["sh", "-c", "exit 0"])
+    );
+    assert_eq!(pod["spec"]["containers"].as_array().map(Vec::len), Some(1));
+    let init = &pod["status"]["initContainerStatuses"][0];
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed");
+
+    // The instance from the old sandbox is the last state, with what it wrote before dying.
+    let postgres = &pod["status"]["containerStatuses"][0];
+    assert_eq!(postgres["restartCount"], 1);
+    let last = &postgres["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 3);
+    assert_eq!(last["containerID"], format!("docker://{first_instance}"));
+    assert_eq!(last["message"], "database crashed\n");
+
+    let conditions = &pod["status"]["conditions"];
+    assert_eq!(
+        conditions,
+        &json!([
+            {"type": "Initialized", "status": "True"},
+            {"type": "Ready", "status": "True"},
+            {"type": "ContainersReady", "status": "True"},
+            {"type": "PodScheduled", "status": "True"},
+        ])
+    );
+}
+
+#[test]
+fn unready_and_finished_pods_say_why() {
+    let pending = rebuilt("never-started", &context());
+    let conditions = &pending["status"]["conditions"];
+    assert_eq!(conditions[1]["type"], "Ready");
+    assert_eq!(conditions[1]["status"], "False");
+    assert_eq!(conditions[1]["reason"], "ContainersNotReady");
+    assert_eq!(
+        conditions[1]["message"],
+        "containers with unready status: [main]"
+    );
+
+    let done = rebuilt("job-done-1", &context());
+    assert_eq!(done["status"]["conditions"][2]["reason"], "PodCompleted");
+}
+
+#[test]
+fn static_pod_spec_comes_from_its_manifest_with_the_runtime_on_top() {
+    let mut record = record("control-plane");
+    let manifest: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-scheduler", "namespace": "kube-system"},
+        "spec": {
+            "priorityClassName": "system-node-critical",
+            "restartPolicy": "Always",
+            "hostNetwork": true,
+            "containers": [{
+                "name": "kube-scheduler",
+                "image": "registry.k8s.io/kube-scheduler:v1.29.4",
+                "command": ["kube-scheduler", "--leader-elect=true"],
+                "env": [{"name": "GOMAXPROCS", "value": "2"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 10259, "scheme": "HTTPS"}},
+                "volumeMounts": [{"name": "kubeconfig", "mountPath": "/etc/kubernetes/scheduler.conf", "readOnly": true}],
+            }],
+            "volumes": [{"name": "kubeconfig", "hostPath": {"path": "/tmp/rec-etc/scheduler.conf", "type": "FileOrCreate"}}],
+        },
+    }))
+    .expect("manifest");
+    record.host.manifest = Some(manifest);
+    let pod = serde_json::to_value(rebuild(&record, &context()).expect("pod")).expect("json");
+    let spec = &pod["spec"];
+    assert_eq!(spec["priorityClassName"], "system-node-critical");
+    assert_eq!(spec["restartPolicy"], "Always");
+    let container = &spec["containers"][0];
+    // What runs wins over what was asked for.
+    assert_eq!(container["image"], "registry.local/app:1.0");
+    assert_eq!(container["command"], json!(["sh"]));
+    assert_eq!(
+        container["resources"]["requests"],
+        json!({"cpu": "100m", "memory": "64Mi"})
+    );
+    assert!(container["livenessProbe"].is_object());
+    // The manifest's values are secret-worthy too.
+    assert_eq!(
+        container["env"],
+        json!([{"name": "GOMAXPROCS", "value": REDACTED}])
+    );
+    // The host path keeps the manifest's name and type, not a made-up one.
+    assert_eq!(
+        spec["volumes"],
+        json!([{"name": "kubeconfig", "hostPath": {"path": "/tmp/rec-etc/scheduler.conf", "type": "FileOrCreate"}}])
+    );
+    assert_eq!(
+        container["volumeMounts"],
+        json!([{"name": "kubeconfig", "mountPath": "/etc/kubernetes/scheduler.conf", "readOnly": true}])
+    );
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 31);
+}
+
+#[test]
+fn image_labels_are_not_pod_labels() {
+    let mut record = record("web-oom");
+    for image in record.images.values_mut() {
+        if let Some(config) = image.config.as_mut() {
+            config
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert("app".to_string(), "web".to_string());
+        }
+    }
+    let pod = serde_json::to_value(rebuild(&record, &context()).expect("pod")).expect("json");
+    assert_eq!(
+        pod["metadata"]["labels"],
+        json!({"pod-template-hash": "7d9f8"})
+    );
+}
+
+#[test]
+fn containers_whose_sandbox_is_gone_still_make_the_pod() {
+    let mut record = record("web-oom");
+    record.containers.retain(|c| {
+        c.config
+            .as_ref()
+            .and_then(|config| config.labels.as_ref())
+            .and_then(|labels| labels.get("io.kubernetes.docker.type"))
+            .map(String::as_str)
+            != Some("podsandbox")
+    });
+    let pod = serde_json::to_value(rebuild(&record, &context()).expect("pod")).expect("json");
+    assert_eq!(pod["metadata"]["name"], "web-7d9f8");
+    assert_eq!(
+        pod["metadata"]["uid"],
+        "0b5c7a1e-3f1d-4c55-9a3e-7d2b6c1f0a42"
+    );
+    // Pod labels live on the sandbox only.
+    assert!(pod["metadata"].get("labels").is_none());
+    assert_eq!(
+        pod["status"]["containerStatuses"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert!(pod["status"].get("startTime").is_none());
+}

@@ -38,7 +38,11 @@ pub fn find(dir: &Path, pod: &PodRef, node_name: &str) -> Option<Pod> {
             return Some(manifest);
         }
         // The node name the collector was given may differ from the kubelet's.
-        if pod.name.strip_prefix(name).is_some_and(|rest| rest.starts_with('-')) {
+        if pod
+            .name
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('-'))
+        {
             candidates.push(manifest);
         }
     }

@@ -39,14 +39,21 @@ impl HostFiles {
             ..HostFacts::default()
         };
         // Only the instances the status shows: the newest and the one before it.
-        for instance in view.containers.values().flat_map(|history| history.iter().take(2)) {
+        for instance in view
+            .containers
+            .values()
+            .flat_map(|history| history.iter().take(2))
+        {
             if let Some(message) = termination_message(instance) {
                 facts
                     .termination_messages
                     .insert(instance.id.to_string(), message);
             }
         }
-        let is_static = view.sandbox.as_ref().and_then(|s| s.annotation(kubelet::CONFIG_SOURCE))
+        let is_static = view
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.annotation(kubelet::CONFIG_SOURCE))
             == Some("file");
         if is_static {
             facts.manifest = manifests::find(&self.manifest_dir, pod, &self.node_name);
@@ -59,7 +66,12 @@ impl HostFiles {
     fn cni_addresses(&self, sandbox: &Instance) -> Vec<IpAddr> {
         let host = sandbox.inspect.host_config.as_ref();
         let network_mode = host.and_then(|h| h.network_mode.as_deref());
-        let pid = sandbox.inspect.state.as_ref().and_then(|s| s.pid).unwrap_or(0);
+        let pid = sandbox
+            .inspect
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .unwrap_or(0);
         if network_mode != Some("none") || sandbox.run_state() != RunState::Running || pid <= 0 {
             return Vec::new();
         }
@@ -70,12 +82,17 @@ impl HostFiles {
     /// The node's address: the first global address of the default route's interface, seen
     /// from the host's first process (the collector may run in its own network namespace).
     pub fn node_ip(&self) -> Option<IpAddr> {
-        [self.host_proc.join("1/net"), PathBuf::from("/proc/self/net")]
-            .iter()
-            .find_map(|net_dir| {
-                let interface = netns::default_route_interface(net_dir)?;
-                netns::interface_addresses(net_dir, &interface).into_iter().next()
-            })
+        [
+            self.host_proc.join("1/net"),
+            PathBuf::from("/proc/self/net"),
+        ]
+        .iter()
+        .find_map(|net_dir| {
+            let interface = netns::default_route_interface(net_dir)?;
+            netns::interface_addresses(net_dir, &interface)
+                .into_iter()
+                .next()
+        })
     }
 }
 
@@ -97,7 +114,8 @@ fn termination_message(instance: &Instance) -> Option<String> {
         .map_err(|err| log::debug!("termination message {}: {err}", source.display()))
         .ok()?;
     let mut bytes = Vec::new();
-    file.take(TERMINATION_MESSAGE_LIMIT).read_to_end(&mut bytes).ok()?;
+    file.take(TERMINATION_MESSAGE_LIMIT)
+        .read_to_end(&mut bytes)
+        .ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned()).filter(|text| !text.is_empty())
 }
-

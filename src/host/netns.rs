@@ -18,16 +18,26 @@ pub fn interface_addresses(net_dir: &Path, interface: &str) -> Vec<IpAddr> {
                 .any(|r| r.interface == interface && r.mask != 0 && r.contains(*ip))
         })
         .collect();
-    // Point-to-point setups (Calico: a /32 on eth0 and a link route to 169.254.1.1) route no
-    // subnet that holds the address; in a pod's namespace every non-loopback address is the pod's.
-    let ipv4 = if on_interface.is_empty() && routes.iter().any(|r| r.interface == interface) {
+    // Point-to-point setups (Calico: a /32 on eth0 and a link route to 169.254.1.1) and links
+    // that are down route no subnet that holds the address; in a pod's namespace every
+    // non-loopback address is then the pod's.
+    let has_interface = read("dev").lines().any(|line| {
+        line.trim_start()
+            .strip_prefix(interface)
+            .is_some_and(|rest| rest.starts_with(':'))
+    });
+    let ipv4 = if on_interface.is_empty() && has_interface {
         locals
     } else {
         on_interface
     };
     ipv4.into_iter()
         .map(IpAddr::V4)
-        .chain(global_ipv6(&read("if_inet6"), interface).into_iter().map(IpAddr::V6))
+        .chain(
+            global_ipv6(&read("if_inet6"), interface)
+                .into_iter()
+                .map(IpAddr::V6),
+        )
         .collect()
 }
 
@@ -125,8 +135,14 @@ mod tests {
     fn routes_are_read_in_kernel_byte_order() {
         let routes = ipv4_routes(ROUTE);
         assert_eq!(routes.len(), 2);
-        assert_eq!(Ipv4Addr::from(routes[1].destination), Ipv4Addr::new(192, 0, 2, 0));
-        assert_eq!(Ipv4Addr::from(routes[1].mask), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(
+            Ipv4Addr::from(routes[1].destination),
+            Ipv4Addr::new(192, 0, 2, 0)
+        );
+        assert_eq!(
+            Ipv4Addr::from(routes[1].mask),
+            Ipv4Addr::new(255, 255, 255, 0)
+        );
         assert!(routes[1].contains(Ipv4Addr::new(192, 0, 2, 2)));
     }
 
@@ -146,6 +162,7 @@ mod tests {
         std::fs::write(dir.join("route"), ROUTE).expect("write");
         std::fs::write(dir.join("fib_trie"), FIB_TRIE).expect("write");
         std::fs::write(dir.join("if_inet6"), IF_INET6).expect("write");
+        std::fs::write(dir.join("dev"), "Inter-|\n face |\n    lo: 0\n  eth0: 0\n").expect("write");
         assert_eq!(default_route_interface(&dir).as_deref(), Some("eth0"));
         let addresses: Vec<String> = interface_addresses(&dir, "eth0")
             .iter()

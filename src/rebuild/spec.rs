@@ -166,7 +166,10 @@ fn container(view: &PodView, instance: &Instance, context: &Context) -> Containe
         command,
         args,
         working_dir,
-        env: env(config.and_then(|c| c.env.as_deref()).unwrap_or_default(), image),
+        env: env(
+            config.and_then(|c| c.env.as_deref()).unwrap_or_default(),
+            image,
+        ),
         ports: instance
             .annotation(kubelet::PORTS)
             .and_then(|raw| json_annotation::<Vec<ContainerPort>>(instance, kubelet::PORTS, raw))
@@ -328,7 +331,10 @@ fn pod_mounts<'a>(
 /// always has the same name (`/etc/kubernetes/pki` → `hostpath-etc-kubernetes-pki`).
 pub(super) fn host_path_volume_name(path: &str) -> String {
     let mut name = String::from("hostpath");
-    for part in path.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
+    for part in path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+    {
         name.push('-');
         name.push_str(&part.to_ascii_lowercase());
     }
@@ -379,10 +385,16 @@ fn volumes(view: &PodView, kubelet_root: &Path) -> Option<Vec<Volume>> {
                     })
                 }
                 MountSource::Volume { plugin, .. } => match plugin.as_str() {
-                    "kubernetes.io/empty-dir" => volume.empty_dir = Some(EmptyDirVolumeSource::default()),
+                    "kubernetes.io/empty-dir" => {
+                        volume.empty_dir = Some(EmptyDirVolumeSource::default())
+                    }
                     "kubernetes.io/secret" => volume.secret = Some(SecretVolumeSource::default()),
-                    "kubernetes.io/configmap" => volume.config_map = Some(ConfigMapVolumeSource::default()),
-                    "kubernetes.io/projected" => volume.projected = Some(ProjectedVolumeSource::default()),
+                    "kubernetes.io/configmap" => {
+                        volume.config_map = Some(ConfigMapVolumeSource::default())
+                    }
+                    "kubernetes.io/projected" => {
+                        volume.projected = Some(ProjectedVolumeSource::default())
+                    }
                     "kubernetes.io/downward-api" => {
                         volume.downward_api = Some(DownwardAPIVolumeSource::default())
                     }
@@ -453,7 +465,13 @@ mod tests {
             ..PodSpec::default()
         };
         redact_env(&mut spec);
-        assert_eq!(spec.containers[0].env.as_ref().map(|e| e[0].value.as_deref()), Some(Some(REDACTED)));
+        assert_eq!(
+            spec.containers[0]
+                .env
+                .as_ref()
+                .map(|e| e[0].value.as_deref()),
+            Some(Some(REDACTED))
+        );
     }
 
     #[test]

@@ -18,9 +18,13 @@ pub(super) fn pod_status(
 ) -> PodStatus {
     let status_of = |history: &Vec<Instance>| {
         let newest = history.first()?;
-        Some((newest.kind(), container_status(view, newest, history.get(1), host)))
+        Some((
+            newest.kind(),
+            container_status(view, newest, history.get(1), host),
+        ))
     };
-    let (mut init_statuses, mut statuses, mut ephemeral_statuses) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut init_statuses, mut statuses, mut ephemeral_statuses) =
+        (Vec::new(), Vec::new(), Vec::new());
     for (kind, status) in view.containers.values().filter_map(status_of) {
         match kind {
             ContainerKind::Init => init_statuses.push(status),
@@ -35,7 +39,11 @@ pub(super) fn pod_status(
         .iter()
         .flatten()
         .map(|c| c.name.as_str())
-        .filter(|name| !init_statuses.iter().any(|s| s.name == *name && succeeded(s)))
+        .filter(|name| {
+            !init_statuses
+                .iter()
+                .any(|s| s.name == *name && succeeded(s))
+        })
         .collect();
     let initialized = pending_init.is_empty();
     for status in &mut statuses {
@@ -52,8 +60,16 @@ pub(super) fn pod_status(
             .map(|c| waiting_status(c, reason))
             .collect::<Vec<_>>()
     };
-    let init_reason = if initialized { "ContainerCreating" } else { "PodInitializing" };
-    let missing_init = not_created(&init_statuses, spec.init_containers.as_deref().unwrap_or_default(), "PodInitializing");
+    let init_reason = if initialized {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
+    let missing_init = not_created(
+        &init_statuses,
+        spec.init_containers.as_deref().unwrap_or_default(),
+        "PodInitializing",
+    );
     init_statuses.extend(missing_init);
     let missing = not_created(&statuses, &spec.containers, init_reason);
     statuses.extend(missing);
@@ -67,7 +83,9 @@ pub(super) fn pod_status(
         phase: Some(phase.to_string()),
         conditions: Some(conditions(phase, &pending_init, &statuses)),
         host_ip: context.host_ip.map(|ip| ip.to_string()),
-        host_ips: context.host_ip.map(|ip| vec![HostIP { ip: ip.to_string() }]),
+        host_ips: context
+            .host_ip
+            .map(|ip| vec![HostIP { ip: ip.to_string() }]),
         pod_ip: pod_ips.first().map(|ip| ip.ip.clone()),
         pod_ips: Some(pod_ips).filter(|ips| !ips.is_empty()),
         start_time: view.sandbox.as_ref().and_then(|s| s.started_at()).map(Time),
@@ -102,14 +120,19 @@ fn waiting_status(container: &Container, reason: &str) -> ContainerStatus {
 }
 
 /// The kubelet's conditions, with its reasons and messages. Transition times are not in Docker.
-fn conditions(phase: &str, pending_init: &[&str], statuses: &[ContainerStatus]) -> Vec<PodCondition> {
-    let condition = |type_: &str, ok: bool, reason: Option<&str>, message: Option<String>| PodCondition {
-        type_: type_.to_string(),
-        status: if ok { "True" } else { "False" }.to_string(),
-        reason: reason.filter(|_| !ok).map(str::to_string),
-        message: message.filter(|_| !ok),
-        ..PodCondition::default()
-    };
+fn conditions(
+    phase: &str,
+    pending_init: &[&str],
+    statuses: &[ContainerStatus],
+) -> Vec<PodCondition> {
+    let condition =
+        |type_: &str, ok: bool, reason: Option<&str>, message: Option<String>| PodCondition {
+            type_: type_.to_string(),
+            status: if ok { "True" } else { "False" }.to_string(),
+            reason: reason.filter(|_| !ok).map(str::to_string),
+            message: message.filter(|_| !ok),
+            ..PodCondition::default()
+        };
     let finished = matches!(phase, "Succeeded" | "Failed");
     let unready: Vec<&str> = statuses
         .iter()
@@ -122,15 +145,25 @@ fn conditions(phase: &str, pending_init: &[&str], statuses: &[ContainerStatus]) 
     } else {
         (
             "ContainersNotReady",
-            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
         )
     };
     vec![
         condition(
             "Initialized",
             pending_init.is_empty(),
-            Some(if finished { "PodCompleted" } else { "ContainersNotInitialized" }),
-            Some(format!("containers with incomplete status: [{}]", pending_init.join(" "))),
+            Some(if finished {
+                "PodCompleted"
+            } else {
+                "ContainersNotInitialized"
+            }),
+            Some(format!(
+                "containers with incomplete status: [{}]",
+                pending_init.join(" ")
+            )),
         ),
         condition("Ready", ready, Some(ready_reason), ready_message.clone()),
         condition("ContainersReady", ready, Some(ready_reason), ready_message),
@@ -209,7 +242,9 @@ fn terminated(instance: &Instance, host: &HostFacts) -> ContainerStateTerminated
     // The runtime's error, then what the container wrote to its termination-message file.
     let message = [
         state.and_then(|s| s.error.as_deref()),
-        host.termination_messages.get(instance.id).map(String::as_str),
+        host.termination_messages
+            .get(instance.id)
+            .map(String::as_str),
     ]
     .into_iter()
     .flatten()
