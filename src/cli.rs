@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, PodRef, Result};
+use crate::http::request::{self, POD_NAME_KEY, POD_NAMESPACE_KEY};
 use crate::settings::{self, Settings};
 
 #[derive(Debug, Parser)]
@@ -78,6 +79,11 @@ pub struct NodeArgs {
     #[arg(long, env = "PDC_RUNTIME_TIMEOUT", default_value_t = settings::DEFAULT_RUNTIME_TIMEOUT_SECS, value_name = "SECS")]
     pub runtime_timeout: u64,
 
+    /// Most calls to the Docker daemon in flight at once, over all requests, so that a storm
+    /// of diagnoses cannot overload the daemon.
+    #[arg(long, env = "PDC_RUNTIME_CONCURRENCY", default_value_t = settings::DEFAULT_RUNTIME_CONCURRENCY, value_name = "CALLS")]
+    pub runtime_concurrency: usize,
+
     /// Show environment variable values. They are redacted by default because secrets are
     /// often passed as environment variables.
     #[arg(long, env = "PDC_REVEAL_ENV")]
@@ -107,6 +113,7 @@ impl NodeArgs {
             node_name: self.node_name.clone().unwrap_or_else(host_name),
             host_ip: self.host_ip,
             runtime_timeout: Duration::from_secs(self.runtime_timeout.max(1)),
+            runtime_concurrency: self.runtime_concurrency.max(1),
             reveal_env: self.reveal_env,
             host_proc: self.host_proc.clone(),
             kubelet_root: self.kubelet_root.clone(),
@@ -134,8 +141,11 @@ impl GetArgs {
                 self.pod
             )));
         };
-        let body = serde_json::json!({"pod.namespace": namespace, "pod.name": name});
-        crate::http::request::pod_ref(body.to_string().as_bytes())
+        let context = serde_json::Map::from_iter([
+            (POD_NAMESPACE_KEY.to_string(), namespace.into()),
+            (POD_NAME_KEY.to_string(), name.into()),
+        ]);
+        request::pod_ref(&context)
     }
 }
 

@@ -1,11 +1,12 @@
 //! Answers "what does this pod look like on this node": asks the runtime, then rebuilds.
 //! The HTTP server and the one-shot `get` command both come through here.
 
+use bollard::models::{ContainerSummary, SystemInfo};
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::error::{Error, PodRef, Result};
 use crate::host::HostFiles;
-use crate::rebuild::{self, Context};
+use crate::rebuild::{self, Context, PodRecord};
 use crate::runtime::DockerRuntime;
 use crate::settings::Settings;
 
@@ -33,7 +34,11 @@ impl Collector {
             detected
         });
         Ok(Collector {
-            runtime: DockerRuntime::new(&settings.docker_host, settings.runtime_timeout)?,
+            runtime: DockerRuntime::new(
+                &settings.docker_host,
+                settings.runtime_timeout,
+                settings.runtime_concurrency,
+            )?,
             host_files,
             context: Context {
                 node_name: settings.node_name.clone(),
@@ -45,11 +50,51 @@ impl Collector {
     }
 
     pub async fn pod(&self, pod: &PodRef) -> Result<Pod> {
-        let mut record = self
+        let record = self
             .runtime
             .pod_record(pod)
             .await
             .map_err(|cause| Error::runtime(format!("pod {pod}"), cause))?;
+        self.rebuild(pod, record).ok_or_else(|| Error::PodNotFound {
+            pod: pod.clone(),
+            node: self.context.node_name.clone(),
+        })
+    }
+
+    /// Every pod with a container on this node, optionally in one namespace, each rebuilt as
+    /// `pod` rebuilds it.
+    pub async fn pods(&self, namespace: Option<&str>) -> Result<Vec<Pod>> {
+        let records = self
+            .runtime
+            .node_records(namespace)
+            .await
+            .map_err(|cause| {
+                let scope =
+                    namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
+                Error::runtime(format!("pods in {scope}"), cause)
+            })?;
+        Ok(records
+            .into_iter()
+            .filter_map(|(pod, record)| self.rebuild(&pod, record))
+            .collect())
+    }
+
+    pub async fn containers(&self, all: bool) -> Result<Vec<ContainerSummary>> {
+        self.runtime
+            .containers(all)
+            .await
+            .map_err(|cause| Error::runtime("container list", cause))
+    }
+
+    pub async fn docker_info(&self) -> Result<SystemInfo> {
+        self.runtime
+            .info()
+            .await
+            .map_err(|cause| Error::runtime("docker info", cause))
+    }
+
+    /// Adds what the node's files tell, then rebuilds.
+    fn rebuild(&self, pod: &PodRef, mut record: PodRecord) -> Option<Pod> {
         record.host = self.host_files.facts(pod, &record);
         let rebuilt = rebuild::rebuild(&record, &self.context);
         log::debug!(
@@ -57,10 +102,7 @@ impl Collector {
             record.containers.len(),
             record.images.len()
         );
-        rebuilt.ok_or_else(|| Error::PodNotFound {
-            pod: pod.clone(),
-            node: self.context.node_name.clone(),
-        })
+        rebuilt
     }
 
     /// Whether the runtime answers; the reason when it does not.

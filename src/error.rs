@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Which pod a request is about, as `namespace/name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PodRef {
     pub namespace: String,
     pub name: String,
@@ -42,10 +42,10 @@ pub enum Error {
 
     /// The answer would be larger than the agent accepts.
     #[error(
-        "pod {pod}: the answer is {size} bytes, over the {limit}-byte limit of the KubeDiag agent"
+        "{subject}: the answer is {size} bytes, over the {limit}-byte limit of the KubeDiag agent"
     )]
     ReplyTooLarge {
-        pod: PodRef,
+        subject: String,
         size: usize,
         limit: usize,
     },

@@ -16,6 +16,8 @@ pub struct Settings {
     pub host_ip: Option<IpAddr>,
     /// Upper bound for every call to the Docker daemon.
     pub runtime_timeout: Duration,
+    /// Most calls to the Docker daemon in flight at once, over all requests.
+    pub runtime_concurrency: usize,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
     /// Show environment variable values instead of redacting them.
@@ -33,6 +35,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8095";
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_RUNTIME_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+pub const DEFAULT_RUNTIME_CONCURRENCY: usize = 16;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -42,6 +45,7 @@ impl Default for Settings {
             node_name: String::new(),
             host_ip: None,
             runtime_timeout: Duration::from_secs(DEFAULT_RUNTIME_TIMEOUT_SECS),
+            runtime_concurrency: DEFAULT_RUNTIME_CONCURRENCY,
             body_limit: DEFAULT_BODY_LIMIT,
             reveal_env: false,
             host_proc: PathBuf::from("/proc"),

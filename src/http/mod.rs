@@ -1,8 +1,11 @@
 //! The HTTP layer: routes, reading the body within its limit, and turning outcomes into
 //! replies. What a request means is decided in `collector`; how it is answered, in `reply`.
 
+pub mod processor;
 pub mod reply;
 pub mod request;
+
+pub use processor::Processor;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,9 +21,6 @@ use warp::reply::Response;
 use crate::collector::Collector;
 use crate::error::{Error, Result};
 
-pub const POD_DETAIL_PATH: &str = "/processor/podDetailCollector";
-/// The key KubeDiag's agent merges into the diagnosis context; its value is the Pod as a string.
-pub const POD_DETAIL_KEY: &str = "collector.kubernetes.pod.detail";
 /// The KubeDiag agent refuses larger answers.
 pub const REPLY_LIMIT: usize = 2 * 1024 * 1024;
 
@@ -33,17 +33,22 @@ pub struct App {
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let with_app = warp::any().map(move || app.clone());
 
-    let pod_detail = warp::path!("processor" / "podDetailCollector")
+    // Every processor shares one contract: POST only, the body limit, a JSON object in, one
+    // key out, errors as JSON.
+    let processors = warp::path!("processor" / String)
         .and(warp::method())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and(with_app.clone())
         .then(
-            |method: Method, headers: HeaderMap, body, app: Arc<App>| async move {
+            |name: String, method: Method, headers: HeaderMap, body, app: Arc<App>| async move {
+                let Some(processor) = Processor::named(&name) else {
+                    return not_found(&format!("/processor/{name}"));
+                };
                 if method != Method::POST {
                     return reply::method_not_allowed("POST");
                 }
-                pod_detail(&app, &headers, body).await
+                run_processor(&app, processor, &headers, body).await
             },
         );
 
@@ -64,73 +69,82 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
             }
         });
 
-    let not_found = warp::any()
-        .and(warp::path::full())
-        .map(|path: warp::path::FullPath| {
-            reply::message(
-                StatusCode::NOT_FOUND,
-                &format!(
-                    "no such path {}: the processor is at POST {POD_DETAIL_PATH}",
-                    path.as_str()
-                ),
-            )
-        });
+    let unknown = warp::path::full().map(|path: warp::path::FullPath| not_found(path.as_str()));
 
-    pod_detail
+    processors
         .or(healthz)
         .unify()
         .or(readyz)
         .unify()
-        .or(not_found)
+        .or(unknown)
         .unify()
 }
 
-async fn pod_detail<S, B>(app: &App, headers: &HeaderMap, body: S) -> Response
+fn not_found(path: &str) -> Response {
+    let known: Vec<String> = Processor::ALL
+        .iter()
+        .map(|p| format!("/processor/{}", p.name()))
+        .collect();
+    reply::message(
+        StatusCode::NOT_FOUND,
+        &format!(
+            "no such path {path}: the processors are POST {}",
+            known.join(", ")
+        ),
+    )
+}
+
+async fn run_processor<S, B>(
+    app: &App,
+    processor: Processor,
+    headers: &HeaderMap,
+    body: S,
+) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
     let started = Instant::now();
+    let path = format!("/processor/{}", processor.name());
     let outcome = async {
         let body = read_body(headers, body, app.body_limit).await?;
-        let pod_ref = request::pod_ref(&body)?;
-        let pod = app.collector.pod(&pod_ref).await?;
-        let pod_json = serde_json::to_string(&pod).map_err(|err| {
-            Error::Config(format!("pod {pod_ref} could not be serialized: {err}"))
-        })?;
-        let reply = serde_json::to_vec(&json!({ POD_DETAIL_KEY: pod_json })).map_err(|err| {
-            Error::Config(format!("pod {pod_ref} could not be serialized: {err}"))
-        })?;
+        let context = request::context(&body)?;
+        let (subject, result) = processor.answer(&app.collector, &context).await?;
+        let reply =
+            serde_json::to_vec(&json!({ processor.result_key(): result })).map_err(|err| {
+                Error::Config(format!(
+                    "{subject}: the answer could not be serialized: {err}"
+                ))
+            })?;
         if reply.len() > REPLY_LIMIT {
             return Err(Error::ReplyTooLarge {
-                pod: pod_ref,
+                subject,
                 size: reply.len(),
                 limit: REPLY_LIMIT,
             });
         }
-        Ok((pod_ref, reply))
+        Ok((subject, reply))
     }
     .await;
 
     let elapsed = started.elapsed();
     match outcome {
-        Ok((pod_ref, reply)) => {
-            log::info!("POST {POD_DETAIL_PATH} pod {pod_ref}: 200 in {elapsed:.1?}");
+        Ok((subject, reply)) => {
+            log::info!("POST {path} {subject}: 200 in {elapsed:.1?}");
             reply::json_bytes(StatusCode::OK, reply)
         }
         Err(error) => {
             let status = reply::status_of(&error);
-            if status.is_server_error() {
-                log::warn!(
-                    "POST {POD_DETAIL_PATH}: {} in {elapsed:.1?}: {error}",
-                    status.as_u16()
-                );
+            let level = if status.is_server_error() {
+                log::Level::Warn
             } else {
-                log::info!(
-                    "POST {POD_DETAIL_PATH}: {} in {elapsed:.1?}: {error}",
-                    status.as_u16()
-                );
-            }
+                log::Level::Info
+            };
+            log::log!(
+                level,
+                "POST {path}: {} in {elapsed:.1?}: {error}",
+                status.as_u16()
+            );
             reply::error(&error)
         }
     }

@@ -8,18 +8,26 @@ use crate::error::{Error, PodRef, Result};
 pub const POD_NAMESPACE_KEY: &str = "pod.namespace";
 pub const POD_NAME_KEY: &str = "pod.name";
 
-/// The pod a request names. Other keys (the agent sends node, diagnosis and task context) are
-/// ignored whatever their type.
-pub fn pod_ref(body: &[u8]) -> Result<PodRef> {
+pub const CONTAINER_ALL_KEY: &str = "container.all";
+
+/// The diagnosis context the agent sends: a JSON object (a flat string map, in practice).
+pub fn context(body: &[u8]) -> Result<Map<String, Value>> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|err| Error::BadRequest(format!("the body is not valid JSON ({err})")))?;
-    let Value::Object(context) = value else {
-        return Err(Error::BadRequest(
-            "the body must be a JSON object such as {\"pod.namespace\":\"default\",\"pod.name\":\"web-0\"}".to_string(),
-        ));
-    };
-    let namespace = required(&context, POD_NAMESPACE_KEY)?;
-    let name = required(&context, POD_NAME_KEY)?;
+    match value {
+        Value::Object(context) => Ok(context),
+        other => Err(Error::BadRequest(format!(
+            "the body must be a JSON object such as {{\"pod.namespace\":\"default\",\"pod.name\":\"web-0\"}}, not {}",
+            json_type(&other)
+        ))),
+    }
+}
+
+/// The pod a request names. Other keys (the agent sends node, diagnosis and task context) are
+/// ignored whatever their type.
+pub fn pod_ref(context: &Map<String, Value>) -> Result<PodRef> {
+    let namespace = required(context, POD_NAMESPACE_KEY)?;
+    let name = required(context, POD_NAME_KEY)?;
     // Validated before any runtime call: the values end up in Docker's label filter.
     check_name(POD_NAMESPACE_KEY, namespace, 63, false)?;
     check_name(POD_NAME_KEY, name, 253, true)?;
@@ -27,6 +35,38 @@ pub fn pod_ref(body: &[u8]) -> Result<PodRef> {
         namespace: namespace.to_string(),
         name: name.to_string(),
     })
+}
+
+/// `pod.namespace` when the request narrows to one namespace; absent or empty means all.
+pub fn optional_namespace(context: &Map<String, Value>) -> Result<Option<&str>> {
+    if matches!(context.get(POD_NAMESPACE_KEY), None | Some(Value::Null)) {
+        return Ok(None);
+    }
+    if context.get(POD_NAMESPACE_KEY) == Some(&Value::String(String::new())) {
+        return Ok(None);
+    }
+    let namespace = required(context, POD_NAMESPACE_KEY)?;
+    check_name(POD_NAMESPACE_KEY, namespace, 63, false)?;
+    Ok(Some(namespace))
+}
+
+/// A yes/no option: the agent sends strings (`"true"`), people may send booleans.
+pub fn flag(context: &Map<String, Value>, key: &str) -> Result<bool> {
+    match context.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(value)) => Ok(*value),
+        Some(Value::String(text)) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" | "" => Ok(false),
+            _ => Err(Error::BadRequest(format!(
+                "\"{key}\" must be \"true\" or \"false\", not {text:?}"
+            ))),
+        },
+        Some(other) => Err(Error::BadRequest(format!(
+            "\"{key}\" must be \"true\" or \"false\", not {}",
+            json_type(other)
+        ))),
+    }
 }
 
 fn required<'a>(context: &'a Map<String, Value>, key: &str) -> Result<&'a str> {
@@ -89,7 +129,33 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<PodRef> {
-        pod_ref(body.as_bytes())
+        pod_ref(&context(body.as_bytes())?)
+    }
+
+    #[test]
+    fn namespace_and_flags_are_optional() {
+        let ctx = |body: &str| context(body.as_bytes()).unwrap_or_default();
+        assert_eq!(optional_namespace(&ctx("{}")).ok(), Some(None));
+        assert_eq!(
+            optional_namespace(&ctx(r#"{"pod.namespace":""}"#)).ok(),
+            Some(None)
+        );
+        assert_eq!(
+            optional_namespace(&ctx(r#"{"pod.namespace":"kube-system"}"#)).ok(),
+            Some(Some("kube-system"))
+        );
+        assert!(optional_namespace(&ctx(r#"{"pod.namespace":"a=b"}"#)).is_err());
+        assert!(optional_namespace(&ctx(r#"{"pod.namespace":3}"#)).is_err());
+        assert_eq!(
+            flag(&ctx(r#"{"container.all":"true"}"#), CONTAINER_ALL_KEY).ok(),
+            Some(true)
+        );
+        assert_eq!(
+            flag(&ctx(r#"{"container.all":false}"#), CONTAINER_ALL_KEY).ok(),
+            Some(false)
+        );
+        assert_eq!(flag(&ctx("{}"), CONTAINER_ALL_KEY).ok(), Some(false));
+        assert!(flag(&ctx(r#"{"container.all":"maybe"}"#), CONTAINER_ALL_KEY).is_err());
     }
 
     #[test]

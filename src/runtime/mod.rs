@@ -1,15 +1,16 @@
 //! The only code that talks to the Docker daemon. It reads and never writes: list, inspect
 //! (containers and images), ping and version.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerInspectResponse, ContainerSummary, SystemInfo};
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use futures_util::future::join_all;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::{Error, PodRef, Result, RuntimeFailure};
 use crate::rebuild::PodRecord;
@@ -22,16 +23,19 @@ pub struct DockerRuntime {
     host: String,
     timeout: Duration,
     client: Mutex<Option<Docker>>,
+    /// Caps the calls in flight, so a storm of diagnoses cannot overload a sick daemon.
+    calls: Semaphore,
 }
 
 impl DockerRuntime {
     /// Accepts `unix:///path`, a bare `/path`, `tcp://host:port` or `http://host:port`.
-    pub fn new(docker_host: &str, timeout: Duration) -> Result<Self> {
+    pub fn new(docker_host: &str, timeout: Duration, max_calls: usize) -> Result<Self> {
         let host = normalize_host(docker_host)?;
         Ok(DockerRuntime {
             host,
             timeout,
             client: Mutex::new(None),
+            calls: Semaphore::new(max_calls.max(1)),
         })
     }
 
@@ -49,14 +53,48 @@ impl DockerRuntime {
     /// Every container (any state) the kubelet made for the pod, inspected, with the images
     /// they run. A container removed between listing and inspecting is skipped.
     pub async fn pod_record(&self, pod: &PodRef) -> Result<PodRecord, RuntimeFailure> {
+        let selector = vec![
+            format!("{POD_NAMESPACE_LABEL}={}", pod.namespace),
+            format!("{POD_NAME_LABEL}={}", pod.name),
+        ];
+        let mut records = self.pod_records(selector).await?;
+        Ok(records.remove(pod).unwrap_or_default())
+    }
+
+    /// Every pod with a container on this node (optionally in one namespace), from one list
+    /// call, whatever the number of pods.
+    pub async fn node_records(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
+        let selector = match namespace {
+            Some(namespace) => format!("{POD_NAMESPACE_LABEL}={namespace}"),
+            None => POD_NAMESPACE_LABEL.to_string(),
+        };
+        self.pod_records(vec![selector]).await
+    }
+
+    /// The node's containers as Docker lists them; stopped ones too when `all`.
+    pub async fn containers(&self, all: bool) -> Result<Vec<ContainerSummary>, RuntimeFailure> {
         let docker = self.client().await?;
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![
-                format!("{POD_NAMESPACE_LABEL}={}", pod.namespace),
-                format!("{POD_NAME_LABEL}={}", pod.name),
-            ],
-        )]);
+        let options = ListContainersOptionsBuilder::new().all(all).build();
+        self.bounded(docker.list_containers(Some(options))).await
+    }
+
+    /// Docker's `/info`.
+    pub async fn info(&self) -> Result<SystemInfo, RuntimeFailure> {
+        let docker = self.client().await?;
+        self.bounded(docker.info()).await
+    }
+
+    /// Lists the containers matching every label selector (all states), inspects them and
+    /// their images concurrently, and sorts them into pods.
+    async fn pod_records(
+        &self,
+        label_selectors: Vec<String>,
+    ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
+        let docker = self.client().await?;
+        let filters = HashMap::from([("label".to_string(), label_selectors)]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
@@ -67,20 +105,26 @@ impl DockerRuntime {
             .iter()
             .filter_map(|summary| summary.id.as_deref())
             .map(|id| self.bounded(docker.inspect_container(id, None)));
-        let mut containers = Vec::with_capacity(listed.len());
+        let mut records: BTreeMap<PodRef, PodRecord> = BTreeMap::new();
         for inspected in join_all(inspects).await {
-            match inspected {
-                Ok(container) => containers.push(container),
+            let container = match inspected {
+                Ok(container) => container,
                 Err(RuntimeFailure::Api { status: 404, .. }) => {
-                    log::debug!("pod {pod}: a container vanished between list and inspect");
+                    log::debug!("a container vanished between list and inspect");
+                    continue;
                 }
                 Err(failure) => return Err(failure),
-            }
+            };
+            let Some(pod) = pod_of(&container) else {
+                continue;
+            };
+            records.entry(pod).or_default().containers.push(container);
         }
 
-        let image_ids: HashSet<&str> = containers
-            .iter()
-            .filter_map(|container| container.image.as_deref())
+        let image_ids: BTreeSet<String> = records
+            .values()
+            .flat_map(|record| &record.containers)
+            .filter_map(|container| container.image.clone())
             .collect();
         let image_inspects = image_ids
             .iter()
@@ -89,21 +133,23 @@ impl DockerRuntime {
         for (id, inspected) in image_ids.iter().zip(join_all(image_inspects).await) {
             match inspected {
                 Ok(image) => {
-                    images.insert(id.to_string(), image);
+                    images.insert(id.as_str(), image);
                 }
                 // An image removed while its container stays: the rebuild falls back to the ID.
                 Err(RuntimeFailure::Api { status: 404, .. }) => {
-                    log::debug!("pod {pod}: image {id} is gone");
+                    log::debug!("image {id} is gone");
                 }
                 Err(failure) => return Err(failure),
             }
         }
-
-        Ok(PodRecord {
-            containers,
-            images,
-            ..PodRecord::default()
-        })
+        for record in records.values_mut() {
+            for id in record.containers.iter().filter_map(|c| c.image.as_deref()) {
+                if let Some(image) = images.get(id).filter(|_| !record.images.contains_key(id)) {
+                    record.images.insert(id.to_string(), image.clone());
+                }
+            }
+        }
+        Ok(records)
     }
 
     /// A connected client, connecting (and negotiating the API version) if needed.
@@ -132,7 +178,12 @@ impl DockerRuntime {
         &self,
         call: impl Future<Output = Result<T, DockerError>>,
     ) -> Result<T, RuntimeFailure> {
-        let outcome = match tokio::time::timeout(self.timeout, call).await {
+        // Waiting for a turn counts against the timeout too: the caller waits either way.
+        let limited = async {
+            let _turn = self.calls.acquire().await;
+            call.await
+        };
+        let outcome = match tokio::time::timeout(self.timeout, limited).await {
             Ok(outcome) => outcome,
             Err(_) => Err(DockerError::RequestTimeoutError),
         };
@@ -197,6 +248,15 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The pod a kubelet container belongs to, from its identity labels.
+fn pod_of(container: &ContainerInspectResponse) -> Option<PodRef> {
+    let labels = container.config.as_ref()?.labels.as_ref()?;
+    Some(PodRef {
+        namespace: labels.get(POD_NAMESPACE_LABEL)?.clone(),
+        name: labels.get(POD_NAME_LABEL)?.clone(),
+    })
 }
 
 /// Turns a `DOCKER_HOST` value into the form bollard connects to.

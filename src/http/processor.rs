@@ -1,0 +1,95 @@
+//! The KubeDiag processors this service answers. Each reads what it needs from the request
+//! context and answers one key whose value is JSON text (the agent merges string values only).
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::request;
+use crate::collector::Collector;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processor {
+    /// One pod, rebuilt from the runtime.
+    PodDetail,
+    /// Every pod on the node (or in one namespace), rebuilt the same way.
+    PodList,
+    /// The node's containers as Docker lists them.
+    Containers,
+    /// Docker's `/info`.
+    DockerInfo,
+}
+
+impl Processor {
+    pub const ALL: [Processor; 4] = [
+        Processor::PodDetail,
+        Processor::PodList,
+        Processor::Containers,
+        Processor::DockerInfo,
+    ];
+
+    /// The last part of its path, `/processor/<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Processor::PodDetail => "podDetailCollector",
+            Processor::PodList => "podListCollector",
+            Processor::Containers => "containerCollector",
+            Processor::DockerInfo => "dockerInfoCollector",
+        }
+    }
+
+    /// The key of the answer, as KubeDiag's own processors name it.
+    pub fn result_key(self) -> &'static str {
+        match self {
+            Processor::PodDetail => "collector.kubernetes.pod.detail",
+            Processor::PodList => "collector.kubernetes.pod.list",
+            Processor::Containers => "collector.kubernetes.container.list",
+            Processor::DockerInfo => "collector.kubernetes.docker.info",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|processor| processor.name() == name)
+    }
+
+    /// Answers the request context with the JSON text of the result, and says what it was
+    /// about (for the log line).
+    pub async fn answer(
+        self,
+        collector: &Collector,
+        context: &Map<String, Value>,
+    ) -> Result<(String, String)> {
+        match self {
+            Processor::PodDetail => {
+                let pod_ref = request::pod_ref(context)?;
+                let pod = collector.pod(&pod_ref).await?;
+                Ok((format!("pod {pod_ref}"), to_json(&pod, &pod_ref)?))
+            }
+            Processor::PodList => {
+                let namespace = request::optional_namespace(context)?;
+                let pods = collector.pods(namespace).await?;
+                let scope =
+                    namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
+                let subject = format!("{} pods in {scope}", pods.len());
+                Ok((subject, to_json(&pods, "the pod list")?))
+            }
+            Processor::Containers => {
+                let all = request::flag(context, request::CONTAINER_ALL_KEY)?;
+                let containers = collector.containers(all).await?;
+                let subject = format!("{} containers", containers.len());
+                Ok((subject, to_json(&containers, "the container list")?))
+            }
+            Processor::DockerInfo => {
+                let info = collector.docker_info().await?;
+                Ok(("docker info".to_string(), to_json(&info, "docker info")?))
+            }
+        }
+    }
+}
+
+fn to_json(value: &impl Serialize, what: impl std::fmt::Display) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|err| Error::Config(format!("{what} could not be serialized: {err}")))
+}
