@@ -6,9 +6,11 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::error::{Error, PodRef, Result};
 use crate::host::HostFiles;
+use crate::metrics::Metrics;
 use crate::rebuild::{self, Context, PodRecord};
 use crate::runtime::DockerRuntime;
 use crate::settings::Settings;
+use std::sync::Arc;
 
 pub struct Collector {
     runtime: DockerRuntime,
@@ -17,7 +19,7 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(settings: &Settings) -> Result<Self> {
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self> {
         let host_files = HostFiles {
             host_proc: settings.host_proc.clone(),
             manifest_dir: settings.manifest_dir.clone(),
@@ -38,6 +40,7 @@ impl Collector {
                 &settings.docker_host,
                 settings.runtime_timeout,
                 settings.runtime_concurrency,
+                metrics,
             )?,
             host_files,
             context: Context {

@@ -44,7 +44,7 @@ async fn serve(settings: pod_detail_collector::Settings) -> anyhow::Result<()> {
 
 async fn get(args: &pod_detail_collector::cli::GetArgs) -> anyhow::Result<()> {
     let pod_ref = args.pod_ref()?;
-    let collector = Collector::new(&args.node.settings())?;
+    let collector = Collector::new(&args.node.settings(), Default::default())?;
     let pod = collector.pod(&pod_ref).await?;
     println!("{}", serde_json::to_string_pretty(&pod)?);
     Ok(())

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use crate::collector::Collector;
 use crate::error::{Error, Result};
 use crate::http::{self, App};
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 
 /// A server that is listening. Dropping it leaves the server running until the runtime stops.
@@ -36,9 +37,11 @@ impl RunningServer {
 /// Binds the listen address and serves in the background. The Docker daemon is not needed to
 /// start: requests report it until it answers.
 pub async fn start(settings: Settings) -> Result<RunningServer> {
+    let metrics = Arc::new(Metrics::new());
     let app = Arc::new(App {
-        collector: Collector::new(&settings)?,
+        collector: Collector::new(&settings, metrics.clone())?,
         body_limit: settings.body_limit,
+        metrics,
     });
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

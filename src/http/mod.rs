@@ -20,6 +20,7 @@ use warp::reply::Response;
 
 use crate::collector::Collector;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// The KubeDiag agent refuses larger answers.
 pub const REPLY_LIMIT: usize = 2 * 1024 * 1024;
@@ -28,9 +29,13 @@ pub const REPLY_LIMIT: usize = 2 * 1024 * 1024;
 pub struct App {
     pub collector: Collector,
     pub body_limit: usize,
+    pub metrics: Arc<Metrics>,
 }
 
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+pub fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
+    let metrics = app.metrics.clone();
     let with_app = warp::any().map(move || app.clone());
 
     // Every processor shares one contract: POST only, the body limit, a JSON object in, one
@@ -59,6 +64,23 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
             _ => reply::method_not_allowed("GET"),
         });
 
+    let metrics_route = warp::path!("metrics")
+        .and(warp::method())
+        .and(with_app.clone())
+        .map(|method: Method, app: Arc<App>| match method {
+            Method::GET | Method::HEAD => {
+                let mut response = Response::new(app.metrics.render().into());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                response
+            }
+            _ => reply::method_not_allowed("GET"),
+        });
+
     let readyz = warp::path!("readyz")
         .and(warp::method())
         .and(with_app)
@@ -76,8 +98,13 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .unify()
         .or(readyz)
         .unify()
+        .or(metrics_route)
+        .unify()
         .or(unknown)
         .unify()
+        .with(warp::log::custom(move |info| {
+            metrics.request(info.path(), info.status().as_u16(), info.elapsed())
+        }))
 }
 
 fn not_found(path: &str) -> Response {

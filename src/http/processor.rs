@@ -30,11 +30,16 @@ impl Processor {
 
     /// The last part of its path, `/processor/<name>`.
     pub fn name(self) -> &'static str {
+        self.path().trim_start_matches("/processor/")
+    }
+
+    /// Where it is served.
+    pub fn path(self) -> &'static str {
         match self {
-            Processor::PodDetail => "podDetailCollector",
-            Processor::PodList => "podListCollector",
-            Processor::Containers => "containerCollector",
-            Processor::DockerInfo => "dockerInfoCollector",
+            Processor::PodDetail => "/processor/podDetailCollector",
+            Processor::PodList => "/processor/podListCollector",
+            Processor::Containers => "/processor/containerCollector",
+            Processor::DockerInfo => "/processor/dockerInfoCollector",
         }
     }
 

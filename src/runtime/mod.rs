@@ -13,8 +13,10 @@ use futures_util::future::join_all;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::{Error, PodRef, Result, RuntimeFailure};
+use crate::metrics::Metrics;
 use crate::rebuild::PodRecord;
 use crate::rebuild::kubelet::{POD_NAME_LABEL, POD_NAMESPACE_LABEL};
+use std::sync::Arc;
 
 /// A lazily connected Docker client. The service must start and serve while the daemon is
 /// down, so the connection (and API version negotiation) happens on first use and is retried
@@ -25,17 +27,24 @@ pub struct DockerRuntime {
     client: Mutex<Option<Docker>>,
     /// Caps the calls in flight, so a storm of diagnoses cannot overload a sick daemon.
     calls: Semaphore,
+    metrics: Arc<Metrics>,
 }
 
 impl DockerRuntime {
     /// Accepts `unix:///path`, a bare `/path`, `tcp://host:port` or `http://host:port`.
-    pub fn new(docker_host: &str, timeout: Duration, max_calls: usize) -> Result<Self> {
+    pub fn new(
+        docker_host: &str,
+        timeout: Duration,
+        max_calls: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
         let host = normalize_host(docker_host)?;
         Ok(DockerRuntime {
             host,
             timeout,
             client: Mutex::new(None),
             calls: Semaphore::new(max_calls.max(1)),
+            metrics,
         })
     }
 
@@ -191,6 +200,7 @@ impl DockerRuntime {
             Ok(value) => return Ok(value),
             Err(err) => self.failure(err),
         };
+        self.metrics.runtime_error(&failure);
         if matches!(failure, RuntimeFailure::Unreachable { .. }) {
             // The daemon may come back as another version: connect afresh next time.
             if let Ok(mut slot) = self.client.try_lock() {

@@ -1,0 +1,156 @@
+//! Prometheus metrics: requests by route and status, latency by route, runtime call errors by
+//! kind. Served as text at `GET /metrics`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::error::RuntimeFailure;
+use crate::http::Processor;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    kind: &'static str,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily,
+    runtime_errors: Family<ErrorLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pod_detail_collector");
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 1 ms to ~16 s: a pod answer is milliseconds, a sick daemon is the runtime timeout.
+        let latency: HistogramFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15)));
+        let runtime_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route",
+            latency.clone(),
+        );
+        registry.register(
+            "runtime_errors",
+            "Docker daemon calls that failed, by kind (timeout, unreachable, api, bad_answer)",
+            runtime_errors.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            runtime_errors,
+        }
+    }
+
+    pub fn request(&self, path: &str, code: u16, elapsed: Duration) {
+        let route = route_of(path);
+        self.requests
+            .get_or_create(&RequestLabels { route, code })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn runtime_error(&self, failure: &RuntimeFailure) {
+        let kind = match failure {
+            RuntimeFailure::Timeout { .. } => "timeout",
+            RuntimeFailure::Unreachable { .. } => "unreachable",
+            RuntimeFailure::Api { .. } => "api",
+            RuntimeFailure::BadAnswer { .. } => "bad_answer",
+        };
+        self.runtime_errors
+            .get_or_create(&ErrorLabels { kind })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            log::error!("could not encode metrics: {err}");
+        }
+        text
+    }
+}
+
+/// A fixed set of route labels, so that scanning for paths cannot grow the metrics.
+fn route_of(path: &str) -> &'static str {
+    if let Some(name) = path.strip_prefix("/processor/")
+        && let Some(processor) = Processor::named(name)
+    {
+        return processor.path();
+    }
+    match path {
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_requests_latency_and_errors() {
+        let metrics = Metrics::new();
+        metrics.request(
+            "/processor/podDetailCollector",
+            200,
+            Duration::from_millis(3),
+        );
+        metrics.request("/wp-admin", 404, Duration::from_millis(1));
+        metrics.runtime_error(&RuntimeFailure::Timeout {
+            host: "unix:///x".into(),
+            timeout: Duration::from_secs(1),
+        });
+        let text = metrics.render();
+        assert!(text.contains(
+            r#"pod_detail_collector_http_requests_total{route="/processor/podDetailCollector",code="200"} 1"#
+        ), "{text}");
+        assert!(text.contains(r#"route="other",code="404""#), "{text}");
+        assert!(
+            text.contains("pod_detail_collector_http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pod_detail_collector_runtime_errors_total{kind="timeout"} 1"#),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
