@@ -30,7 +30,9 @@ async fn serve(settings: pod_detail_collector::Settings) -> anyhow::Result<()> {
         settings.runtime_timeout
     );
     if settings.reveal_env {
-        log::warn!("environment values: revealed (--reveal-env): answers show secrets passed as env");
+        log::warn!(
+            "environment values: revealed (--reveal-env): answers show secrets passed as env"
+        );
     } else {
         log::info!("environment values: redacted (--reveal-env shows them)");
     }

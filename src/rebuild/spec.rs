@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bollard::models::{ImageInspect, MountPoint};
+use bollard::models::{HostConfig, ImageInspect, MountPoint};
 use k8s_openapi::DeepMerge;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeSource,
@@ -116,20 +116,24 @@ pub(super) fn redact_env(spec: &mut PodSpec) {
     }
 }
 
-/// `Some(true)` for host-network pods. The sandbox tells; without one, the kubelet gives
-/// host-network pods' containers the host's network directly.
+/// `Some(true)` for host-network pods. The sandbox tells; without one, the kubelet's app
+/// containers join the sandbox's network and, for host-network pods only, the host's UTS
+/// namespace (older kubelets gave them the host network directly).
 pub(super) fn host_network(view: &PodView) -> Option<bool> {
-    let is_host = |instance: &Instance| {
+    let mode = |instance: &Instance, field: fn(&HostConfig) -> Option<&String>| {
         instance
             .inspect
             .host_config
             .as_ref()
-            .and_then(|h| h.network_mode.as_deref())
+            .and_then(field)
+            .map(String::as_str)
             == Some("host")
     };
     let host = match &view.sandbox {
-        Some(sandbox) => is_host(sandbox),
-        None => view.newest().any(is_host),
+        Some(sandbox) => mode(sandbox, |h| h.network_mode.as_ref()),
+        None => view.newest().any(|instance| {
+            mode(instance, |h| h.network_mode.as_ref()) || mode(instance, |h| h.uts_mode.as_ref())
+        }),
     };
     Some(true).filter(|_| host)
 }
@@ -263,7 +267,7 @@ fn resources(instance: &Instance) -> Option<ResourceRequirements> {
     })
 }
 
-fn security_context(host: &bollard::models::HostConfig) -> Option<SecurityContext> {
+fn security_context(host: &HostConfig) -> Option<SecurityContext> {
     let capabilities = Capabilities {
         add: host.cap_add.clone().filter(|caps| !caps.is_empty()),
         drop: host.cap_drop.clone().filter(|caps| !caps.is_empty()),
