@@ -51,6 +51,13 @@ KUBEDIAG_SCHEMAS = {
     "Diagnosis": "diagnosis.json",
 }
 PROCESSOR_PATH = "/processor/podDetailCollector"
+# Every processor the binary serves has its Operation.
+PROCESSOR_PATHS = (
+    PROCESSOR_PATH,
+    "/processor/podListCollector",
+    "/processor/containerCollector",
+    "/processor/dockerInfoCollector",
+)
 OPERATION_TIMEOUT = 60
 KUSTOMIZATION_KEYS = {"apiVersion", "kind", "resources", "images", "patches"}
 CLUSTER_SCOPED = {"Namespace", "Operation", "OperationSet", "ClusterRole", "ClusterRoleBinding"}
@@ -276,9 +283,10 @@ def policy(rep: Report, label: str, docs: list[dict]) -> None:
             return found[0]
         return None
 
-    ns, sa, ds, op = one("Namespace"), one("ServiceAccount"), one("DaemonSet"), one("Operation")
+    ns, sa, ds = one("Namespace"), one("ServiceAccount"), one("DaemonSet")
+    operations = by_kind.get("Operation", [])
     rep.check(not (RBAC_KINDS & set(by_kind)), f"{label}: no RBAC objects (the collector never calls the API server)")
-    if not (ns and sa and ds and op):
+    if not (ns and sa and ds):
         return
     ns_name = ns["metadata"]["name"]
     rep.check(
@@ -391,18 +399,30 @@ def policy(rep: Report, label: str, docs: list[dict]) -> None:
     caps = sc.get("capabilities") or {}
     rep.check("ALL" in caps.get("drop", []) and not caps.get("add"), f"{label}: drops all capabilities, adds none")
 
-    proc = op["spec"]["processor"]
-    server = proc.get("httpServer")
-    if server is not None:
-        endpoint = (server.get("address"), server.get("port"), server.get("path"), server.get("scheme"))
-    else:
-        endpoint = (proc.get("externalIP"), proc.get("externalPort"), proc.get("path"), proc.get("scheme"))
+    paths = []
+    for op in operations:
+        proc = op["spec"]["processor"]
+        server = proc.get("httpServer")
+        if server is not None:
+            endpoint = (server.get("address"), server.get("port"), server.get("path"), server.get("scheme"))
+        else:
+            endpoint = (proc.get("externalIP"), proc.get("externalPort"), proc.get("path"), proc.get("scheme"))
+        path = endpoint[2]
+        paths.append(path)
+        rep.check(
+            path in PROCESSOR_PATHS and endpoint == (None, listen_port, path, "http"),
+            f"{label}: Operation calls http://<node>:{listen_port}{path}",
+            str(endpoint),
+        )
+        rep.check(
+            proc.get("timeoutSeconds") == OPERATION_TIMEOUT,
+            f"{label}: Operation {op['metadata']['name']} timeoutSeconds {OPERATION_TIMEOUT}",
+        )
     rep.check(
-        endpoint == (None, listen_port, PROCESSOR_PATH, "http"),
-        f"{label}: Operation calls http://<node>:{listen_port}{PROCESSOR_PATH}",
-        str(endpoint),
+        sorted(paths) == sorted(PROCESSOR_PATHS),
+        f"{label}: one Operation per processor",
+        f"got {sorted(paths)}",
     )
-    rep.check(proc.get("timeoutSeconds") == OPERATION_TIMEOUT, f"{label}: Operation timeoutSeconds {OPERATION_TIMEOUT}")
 
 
 # ---------------------------------------------------------------- main
