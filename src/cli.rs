@@ -84,6 +84,12 @@ pub struct NodeArgs {
     #[arg(long, env = "PDC_RUNTIME_CONCURRENCY", default_value_t = settings::DEFAULT_RUNTIME_CONCURRENCY, value_name = "CALLS")]
     pub runtime_concurrency: usize,
 
+    /// Keep which containers belong to which pod from Docker's event log, so that a request
+    /// needs no container list call (faster on nodes with many containers). Needs the daemon
+    /// on this host (the event window is read up to this host's clock).
+    #[arg(long, env = "PDC_EVENT_INDEX")]
+    pub event_index: bool,
+
     /// Show environment variable values. They are redacted by default because secrets are
     /// often passed as environment variables.
     #[arg(long, env = "PDC_REVEAL_ENV")]
@@ -114,6 +120,7 @@ impl NodeArgs {
             host_ip: self.host_ip,
             runtime_timeout: Duration::from_secs(self.runtime_timeout.max(1)),
             runtime_concurrency: self.runtime_concurrency.max(1),
+            event_index: self.event_index,
             reveal_env: self.reveal_env,
             host_proc: self.host_proc.clone(),
             kubelet_root: self.kubelet_root.clone(),

@@ -8,7 +8,7 @@ use crate::error::{Error, PodRef, Result};
 use crate::host::HostFiles;
 use crate::metrics::Metrics;
 use crate::rebuild::{self, Context, PodRecord};
-use crate::runtime::DockerRuntime;
+use crate::runtime::{DockerRuntime, Scope};
 use crate::settings::Settings;
 use std::sync::Arc;
 
@@ -36,12 +36,7 @@ impl Collector {
             detected
         });
         Ok(Collector {
-            runtime: DockerRuntime::new(
-                &settings.docker_host,
-                settings.runtime_timeout,
-                settings.runtime_concurrency,
-                metrics,
-            )?,
+            runtime: DockerRuntime::new(settings, metrics)?,
             host_files,
             context: Context {
                 node_name: settings.node_name.clone(),
@@ -53,29 +48,29 @@ impl Collector {
     }
 
     pub async fn pod(&self, pod: &PodRef) -> Result<Pod> {
-        let record = self
+        let mut records = self
             .runtime
-            .pod_record(pod)
+            .pod_records(Scope::Pod(pod))
             .await
             .map_err(|cause| Error::runtime(format!("pod {pod}"), cause))?;
-        self.rebuild(pod, record).ok_or_else(|| Error::PodNotFound {
-            pod: pod.clone(),
-            node: self.context.node_name.clone(),
-        })
+        records
+            .remove(pod)
+            .and_then(|record| self.rebuild(pod, record))
+            .ok_or_else(|| Error::PodNotFound {
+                pod: pod.clone(),
+                node: self.context.node_name.clone(),
+            })
     }
 
     /// Every pod with a container on this node, optionally in one namespace, each rebuilt as
     /// `pod` rebuilds it.
     pub async fn pods(&self, namespace: Option<&str>) -> Result<Vec<Pod>> {
-        let records = self
-            .runtime
-            .node_records(namespace)
-            .await
-            .map_err(|cause| {
-                let scope =
-                    namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
-                Error::runtime(format!("pods in {scope}"), cause)
-            })?;
+        let scope = namespace.map_or(Scope::Node, Scope::Namespace);
+        let records = self.runtime.pod_records(scope).await.map_err(|cause| {
+            let scope =
+                namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
+            Error::runtime(format!("pods in {scope}"), cause)
+        })?;
         Ok(records
             .into_iter()
             .filter_map(|(pod, record)| self.rebuild(&pod, record))

@@ -18,6 +18,8 @@ pub struct Settings {
     pub runtime_timeout: Duration,
     /// Most calls to the Docker daemon in flight at once, over all requests.
     pub runtime_concurrency: usize,
+    /// Keep pod membership from Docker's event log instead of a list call per request.
+    pub event_index: bool,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
     /// Show environment variable values instead of redacting them.
@@ -46,6 +48,7 @@ impl Default for Settings {
             host_ip: None,
             runtime_timeout: Duration::from_secs(DEFAULT_RUNTIME_TIMEOUT_SECS),
             runtime_concurrency: DEFAULT_RUNTIME_CONCURRENCY,
+            event_index: false,
             body_limit: DEFAULT_BODY_LIMIT,
             reveal_env: false,
             host_proc: PathBuf::from("/proc"),

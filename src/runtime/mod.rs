@@ -1,14 +1,18 @@
 //! The only code that talks to the Docker daemon. It reads and never writes: list, inspect
-//! (containers and images), ping and version.
+//! (containers and images), events, ping, version and info.
+
+mod index;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerInspectResponse, ContainerSummary, SystemInfo};
-use bollard::query_parameters::ListContainersOptionsBuilder;
+use bollard::models::{ContainerInspectResponse, ContainerSummary, EventMessage, SystemInfo};
+use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
+use futures_util::TryStreamExt;
 use futures_util::future::join_all;
 use tokio::sync::{Mutex, Semaphore};
 
@@ -16,7 +20,38 @@ use crate::error::{Error, PodRef, Result, RuntimeFailure};
 use crate::metrics::Metrics;
 use crate::rebuild::PodRecord;
 use crate::rebuild::kubelet::{POD_NAME_LABEL, POD_NAMESPACE_LABEL};
-use std::sync::Arc;
+use crate::settings::Settings;
+use index::{CatchUp, PodIndex};
+
+/// Which pods a request is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Pod(&'a PodRef),
+    Namespace(&'a str),
+    Node,
+}
+
+impl Scope<'_> {
+    /// The label selectors of a container list call for this scope.
+    fn label_selectors(&self) -> Vec<String> {
+        match self {
+            Scope::Pod(pod) => vec![
+                format!("{POD_NAMESPACE_LABEL}={}", pod.namespace),
+                format!("{POD_NAME_LABEL}={}", pod.name),
+            ],
+            Scope::Namespace(namespace) => vec![format!("{POD_NAMESPACE_LABEL}={namespace}")],
+            Scope::Node => vec![POD_NAMESPACE_LABEL.to_string()],
+        }
+    }
+
+    pub fn contains(&self, pod: &PodRef) -> bool {
+        match self {
+            Scope::Pod(wanted) => *wanted == pod,
+            Scope::Namespace(namespace) => pod.namespace == *namespace,
+            Scope::Node => true,
+        }
+    }
+}
 
 /// A lazily connected Docker client. The service must start and serve while the daemon is
 /// down, so the connection (and API version negotiation) happens on first use and is retried
@@ -24,26 +59,25 @@ use std::sync::Arc;
 pub struct DockerRuntime {
     host: String,
     timeout: Duration,
-    client: Mutex<Option<Docker>>,
+    client: std::sync::Mutex<Option<Docker>>,
     /// Caps the calls in flight, so a storm of diagnoses cannot overload a sick daemon.
     calls: Semaphore,
+    /// With `--event-index`: pod membership from Docker's event log instead of list calls.
+    index: Option<Mutex<PodIndex>>,
     metrics: Arc<Metrics>,
 }
 
 impl DockerRuntime {
     /// Accepts `unix:///path`, a bare `/path`, `tcp://host:port` or `http://host:port`.
-    pub fn new(
-        docker_host: &str,
-        timeout: Duration,
-        max_calls: usize,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self> {
-        let host = normalize_host(docker_host)?;
+    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self> {
         Ok(DockerRuntime {
-            host,
-            timeout,
-            client: Mutex::new(None),
-            calls: Semaphore::new(max_calls.max(1)),
+            host: normalize_host(&settings.docker_host)?,
+            timeout: settings.runtime_timeout,
+            client: std::sync::Mutex::new(None),
+            calls: Semaphore::new(settings.runtime_concurrency.max(1)),
+            index: settings
+                .event_index
+                .then(|| Mutex::new(PodIndex::default())),
             metrics,
         })
     }
@@ -59,28 +93,178 @@ impl DockerRuntime {
         self.bounded(docker.ping()).await.map(drop)
     }
 
-    /// Every container (any state) the kubelet made for the pod, inspected, with the images
-    /// they run. A container removed between listing and inspecting is skipped.
-    pub async fn pod_record(&self, pod: &PodRef) -> Result<PodRecord, RuntimeFailure> {
-        let selector = vec![
-            format!("{POD_NAMESPACE_LABEL}={}", pod.namespace),
-            format!("{POD_NAME_LABEL}={}", pod.name),
-        ];
-        let mut records = self.pod_records(selector).await?;
-        Ok(records.remove(pod).unwrap_or_default())
+    /// Every container (any state) the kubelet made for the pods in scope, inspected, with
+    /// the images they run, sorted into pods. A container removed between listing and
+    /// inspecting is skipped.
+    pub async fn pod_records(
+        &self,
+        scope: Scope<'_>,
+    ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
+        let requested_at = unix_nanos();
+        let docker = self.client().await?;
+        let ids = match &self.index {
+            Some(index) => {
+                self.indexed_ids(&docker, index, scope, requested_at)
+                    .await?
+            }
+            None => self.listed_ids(&docker, scope).await?,
+        };
+
+        let inspects = ids
+            .iter()
+            .map(|id| self.bounded(docker.inspect_container(id, None)));
+        let mut records: BTreeMap<PodRef, PodRecord> = BTreeMap::new();
+        for (id, inspected) in ids.iter().zip(join_all(inspects).await) {
+            let container = match inspected {
+                Ok(container) => container,
+                Err(RuntimeFailure::Api { status: 404, .. }) => {
+                    log::debug!("container {id} vanished between list and inspect");
+                    if let Some(index) = &self.index {
+                        index.lock().await.forget(id);
+                    }
+                    continue;
+                }
+                Err(failure) => return Err(failure),
+            };
+            // The labels are read again from the inspect: the list or index may be a moment old.
+            if let Some(pod) = pod_of(&container).filter(|pod| scope.contains(pod)) {
+                records.entry(pod).or_default().containers.push(container);
+            }
+        }
+        self.add_images(&docker, &mut records).await?;
+        Ok(records)
     }
 
-    /// Every pod with a container on this node (optionally in one namespace), from one list
-    /// call, whatever the number of pods.
-    pub async fn node_records(
+    /// The container IDs in scope, from a list call.
+    async fn listed_ids(
         &self,
-        namespace: Option<&str>,
-    ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
-        let selector = match namespace {
-            Some(namespace) => format!("{POD_NAMESPACE_LABEL}={namespace}"),
-            None => POD_NAMESPACE_LABEL.to_string(),
-        };
-        self.pod_records(vec![selector]).await
+        docker: &Docker,
+        scope: Scope<'_>,
+    ) -> Result<Vec<String>, RuntimeFailure> {
+        let filters = HashMap::from([("label".to_string(), scope.label_selectors())]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let listed = self.bounded(docker.list_containers(Some(options))).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|summary| summary.id)
+            .collect())
+    }
+
+    /// The container IDs in scope, from the index once it has caught up with every event
+    /// logged before the request arrived.
+    async fn indexed_ids(
+        &self,
+        docker: &Docker,
+        index: &Mutex<PodIndex>,
+        scope: Scope<'_>,
+        requested_at: i64,
+    ) -> Result<Vec<String>, RuntimeFailure> {
+        let mut index = index.lock().await;
+        // Requests that waited here are usually covered by the catch-up made before them.
+        if index.current_at(requested_at) {
+            return Ok(index.container_ids(&scope));
+        }
+        if let Some(since) = index.catch_up_since() {
+            let until = unix_nanos();
+            let events = self.events(docker, since, until).await?;
+            if index.apply(&events, until) == CatchUp::Applied {
+                return Ok(index.container_ids(&scope));
+            }
+            log::info!(
+                "more than {} docker events since the last request: listing containers again",
+                index::DOCKER_EVENT_BUFFER
+            );
+        }
+        let as_of = unix_nanos();
+        let filters = HashMap::from([("label".to_string(), Scope::Node.label_selectors())]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let listed = self.bounded(docker.list_containers(Some(options))).await?;
+        index.reset(
+            listed.into_iter().filter_map(|summary| {
+                let labels = summary.labels.as_ref()?;
+                let pod = PodRef {
+                    namespace: labels.get(POD_NAMESPACE_LABEL)?.clone(),
+                    name: labels.get(POD_NAME_LABEL)?.clone(),
+                };
+                Some((summary.id?, pod))
+            }),
+            as_of,
+        );
+        Ok(index.container_ids(&scope))
+    }
+
+    /// The events Docker logged in `[since, until]` (Unix nanoseconds), from its in-memory log.
+    async fn events(
+        &self,
+        docker: &Docker,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<EventMessage>, RuntimeFailure> {
+        let options = EventsOptionsBuilder::new()
+            .since(&docker_timestamp(since))
+            .until(&docker_timestamp(until))
+            .build();
+        self.bounded(docker.events(Some(options)).try_collect())
+            .await
+    }
+
+    /// Inspects each image the records' containers run, once; with the index, from its cache.
+    async fn add_images(
+        &self,
+        docker: &Docker,
+        records: &mut BTreeMap<PodRef, PodRecord>,
+    ) -> Result<(), RuntimeFailure> {
+        let image_ids: BTreeSet<String> = records
+            .values()
+            .flat_map(|record| &record.containers)
+            .filter_map(|container| container.image.clone())
+            .collect();
+        let mut images = HashMap::with_capacity(image_ids.len());
+        let mut wanted = Vec::new();
+        match &self.index {
+            Some(index) => {
+                let index = index.lock().await;
+                for id in &image_ids {
+                    match index.image(id) {
+                        Some(image) => {
+                            images.insert(id.clone(), image.clone());
+                        }
+                        None => wanted.push(id.clone()),
+                    }
+                }
+            }
+            None => wanted.extend(image_ids.iter().cloned()),
+        }
+        let inspects = wanted
+            .iter()
+            .map(|id| self.bounded(docker.inspect_image(id)));
+        for (id, inspected) in wanted.iter().zip(join_all(inspects).await) {
+            match inspected {
+                Ok(image) => {
+                    if let Some(index) = &self.index {
+                        index.lock().await.remember_image(id, image.clone());
+                    }
+                    images.insert(id.clone(), image);
+                }
+                // An image removed while its container stays: the rebuild falls back to the ID.
+                Err(RuntimeFailure::Api { status: 404, .. }) => log::debug!("image {id} is gone"),
+                Err(failure) => return Err(failure),
+            }
+        }
+        for record in records.values_mut() {
+            for id in record.containers.iter().filter_map(|c| c.image.as_deref()) {
+                if let Some(image) = images.get(id).filter(|_| !record.images.contains_key(id)) {
+                    record.images.insert(id.to_string(), image.clone());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The node's containers as Docker lists them; stopped ones too when `all`.
@@ -96,75 +280,11 @@ impl DockerRuntime {
         self.bounded(docker.info()).await
     }
 
-    /// Lists the containers matching every label selector (all states), inspects them and
-    /// their images concurrently, and sorts them into pods.
-    async fn pod_records(
-        &self,
-        label_selectors: Vec<String>,
-    ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
-        let docker = self.client().await?;
-        let filters = HashMap::from([("label".to_string(), label_selectors)]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let listed = self.bounded(docker.list_containers(Some(options))).await?;
-
-        let inspects = listed
-            .iter()
-            .filter_map(|summary| summary.id.as_deref())
-            .map(|id| self.bounded(docker.inspect_container(id, None)));
-        let mut records: BTreeMap<PodRef, PodRecord> = BTreeMap::new();
-        for inspected in join_all(inspects).await {
-            let container = match inspected {
-                Ok(container) => container,
-                Err(RuntimeFailure::Api { status: 404, .. }) => {
-                    log::debug!("a container vanished between list and inspect");
-                    continue;
-                }
-                Err(failure) => return Err(failure),
-            };
-            let Some(pod) = pod_of(&container) else {
-                continue;
-            };
-            records.entry(pod).or_default().containers.push(container);
-        }
-
-        let image_ids: BTreeSet<String> = records
-            .values()
-            .flat_map(|record| &record.containers)
-            .filter_map(|container| container.image.clone())
-            .collect();
-        let image_inspects = image_ids
-            .iter()
-            .map(|id| self.bounded(docker.inspect_image(id)));
-        let mut images = HashMap::with_capacity(image_ids.len());
-        for (id, inspected) in image_ids.iter().zip(join_all(image_inspects).await) {
-            match inspected {
-                Ok(image) => {
-                    images.insert(id.as_str(), image);
-                }
-                // An image removed while its container stays: the rebuild falls back to the ID.
-                Err(RuntimeFailure::Api { status: 404, .. }) => {
-                    log::debug!("image {id} is gone");
-                }
-                Err(failure) => return Err(failure),
-            }
-        }
-        for record in records.values_mut() {
-            for id in record.containers.iter().filter_map(|c| c.image.as_deref()) {
-                if let Some(image) = images.get(id).filter(|_| !record.images.contains_key(id)) {
-                    record.images.insert(id.to_string(), image.clone());
-                }
-            }
-        }
-        Ok(records)
-    }
-
     /// A connected client, connecting (and negotiating the API version) if needed.
+    /// Concurrent first calls each connect: none waits behind another's negotiation with a
+    /// daemon that may not answer.
     async fn client(&self) -> Result<Docker, RuntimeFailure> {
-        let mut slot = self.client.lock().await;
-        if let Some(docker) = slot.as_ref() {
+        if let Some(docker) = self.client_slot().as_ref() {
             return Ok(docker.clone());
         }
         let docker = Docker::connect_with_host(&self.host)
@@ -178,8 +298,15 @@ impl DockerRuntime {
             self.host,
             docker.client_version()
         );
-        *slot = Some(docker.clone());
+        *self.client_slot() = Some(docker.clone());
         Ok(docker)
+    }
+
+    fn client_slot(&self) -> std::sync::MutexGuard<'_, Option<Docker>> {
+        // The slot holds no invariant a panic elsewhere could break.
+        self.client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs one daemon call within the runtime timeout and phrases its failure.
@@ -200,17 +327,21 @@ impl DockerRuntime {
             Ok(value) => return Ok(value),
             Err(err) => self.failure(err),
         };
-        self.metrics.runtime_error(&failure);
         if matches!(failure, RuntimeFailure::Unreachable { .. }) {
             // The daemon may come back as another version: connect afresh next time.
-            if let Ok(mut slot) = self.client.try_lock() {
-                *slot = None;
-            }
+            *self.client_slot() = None;
         }
         Err(failure)
     }
 
+    /// Phrases a failed call, and counts it.
     fn failure(&self, err: DockerError) -> RuntimeFailure {
+        let failure = self.phrase(err);
+        self.metrics.runtime_error(&failure);
+        failure
+    }
+
+    fn phrase(&self, err: DockerError) -> RuntimeFailure {
         let host = self.host.clone();
         match err {
             DockerError::RequestTimeoutError => RuntimeFailure::Timeout {
@@ -258,6 +389,22 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+fn unix_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+/// Docker's `seconds.nanoseconds` form of a time.
+fn docker_timestamp(unix_nanos: i64) -> String {
+    format!(
+        "{}.{:09}",
+        unix_nanos.div_euclid(1_000_000_000),
+        unix_nanos.rem_euclid(1_000_000_000)
+    )
 }
 
 /// The pod a kubelet container belongs to, from its identity labels.
