@@ -50,6 +50,7 @@ async fn get(args: &pod_detail_collector::cli::GetArgs) -> anyhow::Result<()> {
     let pod_ref = args.pod_ref()?;
     let collector = Collector::new(&args.node.settings(), Default::default())?;
     let pod = collector.pod(&pod_ref).await?;
+    let pod = pod_detail_collector::rebuild::to_json_value(&pod)?;
     println!("{}", serde_json::to_string_pretty(&pod)?);
     Ok(())
 }

@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 use super::request;
 use crate::collector::Collector;
 use crate::error::{Error, Result};
+use crate::rebuild;
+use k8s_openapi::api::core::v1::Pod;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Processor {
@@ -70,6 +72,7 @@ impl Processor {
             Processor::PodDetail => {
                 let pod_ref = request::pod_ref(context)?;
                 let pod = collector.pod(&pod_ref).await?;
+                let pod = pod_json(&pod, &pod_ref)?;
                 Ok((format!("pod {pod_ref}"), to_json(&pod, &pod_ref)?))
             }
             Processor::PodList => {
@@ -78,6 +81,10 @@ impl Processor {
                 let scope =
                     namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
                 let subject = format!("{} pods in {scope}", pods.len());
+                let pods = pods
+                    .iter()
+                    .map(|pod| pod_json(pod, "a pod of the list"))
+                    .collect::<Result<Vec<_>>>()?;
                 Ok((subject, to_json(&pods, "the pod list")?))
             }
             Processor::Containers => {
@@ -92,6 +99,11 @@ impl Processor {
             }
         }
     }
+}
+
+fn pod_json(pod: &Pod, what: impl std::fmt::Display) -> Result<Value> {
+    rebuild::to_json_value(pod)
+        .map_err(|err| Error::Config(format!("{what} could not be serialized: {err}")))
 }
 
 fn to_json(value: &impl Serialize, what: impl std::fmt::Display) -> Result<String> {

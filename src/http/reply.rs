@@ -24,7 +24,15 @@ struct ErrorBody<'a> {
 
 /// `{"error": "<one clear sentence>"}` with the status of the error.
 pub fn error(error: &Error) -> Response {
-    message(status_of(error), &error.to_string())
+    let mut response = message(status_of(error), &error.to_string());
+    if matches!(error, Error::BodyTooLarge { .. }) {
+        // The rest of the body is not read: the connection cannot carry another request,
+        // and a keep-alive client must be told so.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 pub fn message(status: StatusCode, text: &str) -> Response {

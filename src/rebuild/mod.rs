@@ -112,6 +112,24 @@ impl<'a> PodView<'a> {
     }
 }
 
+/// The Pods as a JSON value, as the API server would write them. k8s-openapi always writes
+/// a referenced config map's `name`, which the rebuild cannot know; Kubernetes leaves an empty
+/// one out, and so does this.
+pub fn to_json_value(pod: &Pod) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(pod)?;
+    let volumes = value
+        .pointer_mut("/spec/volumes")
+        .and_then(|volumes| volumes.as_array_mut());
+    for volume in volumes.into_iter().flatten() {
+        if let Some(config_map) = volume.get_mut("configMap").and_then(|c| c.as_object_mut())
+            && config_map.get("name").and_then(|name| name.as_str()) == Some("")
+        {
+            config_map.remove("name");
+        }
+    }
+    Ok(value)
+}
+
 /// Rebuilds the pod, or `None` when the record holds no container the kubelet made.
 pub fn rebuild(record: &PodRecord, context: &Context) -> Option<Pod> {
     let view = PodView::new(record)?;
@@ -124,13 +142,16 @@ pub fn rebuild(record: &PodRecord, context: &Context) -> Option<Pod> {
     }
     let status = status::pod_status(&view, &spec, &record.host, context);
     Some(Pod {
-        metadata: metadata(&view),
+        metadata: metadata(&view, context),
         spec: Some(spec),
         status: Some(status),
     })
 }
 
-fn metadata(view: &PodView) -> ObjectMeta {
+/// kubectl keeps the whole applied object in this annotation, environment values included.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+fn metadata(view: &PodView, context: &Context) -> ObjectMeta {
     let identity = view.identity();
     let label = |key| identity.and_then(|i| i.label(key)).map(str::to_string);
     let mut meta = ObjectMeta {
@@ -149,7 +170,15 @@ fn metadata(view: &PodView) -> ObjectMeta {
         let mut annotations = BTreeMap::new();
         for (key, value) in sandbox.labels {
             if let Some(annotation) = key.strip_prefix(ANNOTATION_PREFIX) {
-                annotations.insert(annotation.to_string(), value.clone());
+                let value = match annotation {
+                    LAST_APPLIED if !context.reveal_env => match redact_applied(value) {
+                        Some(redacted) => redacted,
+                        // Not the JSON kubectl writes: it cannot be shown safely.
+                        None => continue,
+                    },
+                    _ => value.clone(),
+                };
+                annotations.insert(annotation.to_string(), value);
             } else if !key.starts_with(KUBELET_LABEL_PREFIX)
                 && image_labels.and_then(|l| l.get(key)) != Some(value)
             {
@@ -170,4 +199,39 @@ fn image_name(image: Option<&ImageInspect>) -> Option<String> {
         .iter()
         .find(|tag| tag.as_str() != "<none>:<none>")
         .cloned()
+}
+
+/// The applied object with its containers' environment values redacted.
+fn redact_applied(applied: &str) -> Option<String> {
+    let mut object: serde_json::Value = serde_json::from_str(applied).ok()?;
+    let spec = object.get_mut("spec")?;
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        let containers = spec.get_mut(list).and_then(|c| c.as_array_mut());
+        for container in containers.into_iter().flatten() {
+            let vars = container.get_mut("env").and_then(|e| e.as_array_mut());
+            for var in vars.into_iter().flatten() {
+                if let Some(value) = var.get_mut("value").filter(|v| v.is_string()) {
+                    *value = serde_json::Value::String(REDACTED.to_string());
+                }
+            }
+        }
+    }
+    serde_json::to_string(&object).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applied_configuration_loses_its_env_values() {
+        let applied = r#"{"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"a","env":[{"name":"TOKEN","value":"s3cret"},{"name":"FROM","valueFrom":{"secretKeyRef":{"name":"x","key":"y"}}}]}]}}"#;
+        let redacted = redact_applied(applied).unwrap_or_default();
+        assert!(!redacted.contains("s3cret"), "{redacted}");
+        assert!(
+            redacted.contains(REDACTED) && redacted.contains("secretKeyRef"),
+            "{redacted}"
+        );
+        assert!(redact_applied("not json").is_none());
+    }
 }

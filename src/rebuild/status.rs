@@ -119,7 +119,8 @@ fn waiting_status(container: &Container, reason: &str) -> ContainerStatus {
     }
 }
 
-/// The kubelet's conditions, with its reasons and messages. Transition times are not in Docker.
+/// The kubelet's conditions (`pkg/kubelet/status/generate.go`), with its reasons and
+/// messages. Transition times are not in Docker.
 fn conditions(
     phase: &str,
     pending_init: &[&str],
@@ -129,44 +130,47 @@ fn conditions(
         |type_: &str, ok: bool, reason: Option<&str>, message: Option<String>| PodCondition {
             type_: type_.to_string(),
             status: if ok { "True" } else { "False" }.to_string(),
-            reason: reason.filter(|_| !ok).map(str::to_string),
-            message: message.filter(|_| !ok),
+            reason: reason.map(str::to_string),
+            message,
             ..PodCondition::default()
         };
-    let finished = matches!(phase, "Succeeded" | "Failed");
     let unready: Vec<&str> = statuses
         .iter()
         .filter(|s| !s.ready)
         .map(|s| s.name.as_str())
         .collect();
-    let ready = unready.is_empty() && !statuses.is_empty();
-    let (ready_reason, ready_message) = if finished {
-        ("PodCompleted", None)
-    } else {
-        (
-            "ContainersNotReady",
-            Some(format!(
-                "containers with unready status: [{}]",
-                unready.join(" ")
-            )),
-        )
-    };
-    vec![
-        condition(
+    let initialized = match (phase, pending_init.is_empty()) {
+        ("Succeeded", _) => condition("Initialized", true, Some("PodCompleted"), None),
+        (_, true) => condition("Initialized", true, None, None),
+        (_, false) => condition(
             "Initialized",
-            pending_init.is_empty(),
-            Some(if finished {
-                "PodCompleted"
-            } else {
-                "ContainersNotInitialized"
-            }),
+            false,
+            Some("ContainersNotInitialized"),
             Some(format!(
                 "containers with incomplete status: [{}]",
                 pending_init.join(" ")
             )),
         ),
-        condition("Ready", ready, Some(ready_reason), ready_message.clone()),
-        condition("ContainersReady", ready, Some(ready_reason), ready_message),
+    };
+    // A finished pod is not ready, whatever its containers last said.
+    let ready = |type_: &str| match phase {
+        "Succeeded" => condition(type_, false, Some("PodCompleted"), None),
+        "Failed" => condition(type_, false, Some("PodFailed"), None),
+        _ if unready.is_empty() && !statuses.is_empty() => condition(type_, true, None, None),
+        _ => condition(
+            type_,
+            false,
+            Some("ContainersNotReady"),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
+        ),
+    };
+    vec![
+        initialized,
+        ready("Ready"),
+        ready("ContainersReady"),
         condition("PodScheduled", true, None, None),
     ]
 }
@@ -178,6 +182,14 @@ fn container_status(
     host: &HostFacts,
 ) -> ContainerStatus {
     let running = newest.run_state() == RunState::Running;
+    let succeeded = newest.run_state() == RunState::Exited
+        && newest.inspect.state.as_ref().and_then(|s| s.exit_code) == Some(0);
+    // App containers: probe results are not in Docker, so running is the most that can be
+    // said. Init containers have no probes: the kubelet calls them ready once they succeeded.
+    let ready = match newest.kind() {
+        ContainerKind::Init => succeeded,
+        ContainerKind::App | ContainerKind::Ephemeral => running,
+    };
     let image = view.image(newest);
     let image_id = newest.image_id().unwrap_or_default();
     let repo_digest = image
@@ -199,8 +211,7 @@ fn container_status(
             Some(digest) => format!("docker-pullable://{digest}"),
             None => format!("docker://{image_id}"),
         },
-        // Probe results are not in Docker: running is the most that can be said.
-        ready: running,
+        ready,
         started: Some(running),
         ..ContainerStatus::default()
     }
@@ -286,10 +297,12 @@ fn terminated(instance: &Instance, host: &HostFacts) -> ContainerStateTerminated
 /// The kubelet decides the phase with the restart policy, which Docker does not hold. The
 /// sandbox stands in for it: the kubelet stops the sandbox once a pod is finished.
 fn phase(view: &PodView) -> &'static str {
+    // Init containers running alone keep the pod pending.
     let ever_started = view
         .containers
         .values()
         .flatten()
+        .filter(|instance| instance.kind() == ContainerKind::App)
         .any(|instance| instance.ever_started());
     if !ever_started {
         return "Pending";

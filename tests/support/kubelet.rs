@@ -152,6 +152,9 @@ pub struct VolumeMount {
     pub volume: String,
     pub mount_path: String,
     pub read_only: bool,
+    /// `subPath`: the kubelet binds `<root>/pods/<uid>/volume-subpaths/<volume>/<container>/<index>`
+    /// (index = position among the container's volume mounts) instead of the volume itself.
+    pub sub_path: Option<String>,
 }
 
 /// A container of a pod spec, plus the instances (attempts) to create for it.
@@ -259,6 +262,24 @@ impl Container {
             volume: volume.to_string(),
             mount_path: mount_path.to_string(),
             read_only,
+            sub_path: None,
+        });
+        self
+    }
+    /// A `subPath` mount of a volume: Docker binds the kubelet's prepared
+    /// `volume-subpaths/<volume>/<container>/<index>` path (a directory here).
+    pub fn mount_sub_path(
+        mut self,
+        volume: &str,
+        mount_path: &str,
+        sub_path: &str,
+        read_only: bool,
+    ) -> Self {
+        self.mounts.push(VolumeMount {
+            volume: volume.to_string(),
+            mount_path: mount_path.to_string(),
+            read_only,
+            sub_path: Some(sub_path.to_string()),
         });
         self
     }
@@ -396,6 +417,20 @@ pub struct Pod {
     pub finished: bool,
     pub pod_ip: Option<String>,
     pub name_clash_suffix: bool,
+    /// Sandbox image (default: the test pause image).
+    pub sandbox_image: Option<String>,
+    /// CNI-style addresses through a veth whose host end stays in the host namespace.
+    pub cni: Option<CniAddresses>,
+}
+
+/// What [`Pod::cni_veth`] gives the pod's `eth0`.
+#[derive(Clone, Debug)]
+pub struct CniAddresses {
+    /// IPv4 address with prefix length, e.g. `198.51.100.23/24`.
+    pub ipv4: String,
+    /// IPv6 address with prefix length, e.g. `2001:db8::23/64`; only added when IPv6 can be
+    /// enabled in the sandbox's network namespace.
+    pub ipv6: Option<String>,
 }
 
 impl Pod {
@@ -417,6 +452,8 @@ impl Pod {
             finished: false,
             pod_ip: None,
             name_clash_suffix: false,
+            sandbox_image: None,
+            cni: None,
         }
     }
     /// Fixed UID (default: a random UUID, or the config hash for static pods).
@@ -471,6 +508,24 @@ impl Pod {
     /// `198.51.100.23/24`. Not for hostNetwork pods.
     pub fn pod_ip(mut self, cidr: &str) -> Self {
         self.pod_ip = Some(cidr.to_string());
+        self
+    }
+    /// Plays a CNI plugin the way the bridge/ptp plugins do it: a veth pair is made in the
+    /// host namespace, its peer moved into the sandbox's network namespace (found through the
+    /// sandbox's pid) and renamed `eth0`, then given these addresses (IPv6 with `nodad`, and
+    /// only when IPv6 can be enabled there). The host end stays down (nothing is routed) and is
+    /// deleted when the [`Node`] is dropped. Not for hostNetwork pods.
+    pub fn cni_veth(mut self, ipv4_cidr: &str, ipv6_cidr: Option<&str>) -> Self {
+        self.cni = Some(CniAddresses {
+            ipv4: ipv4_cidr.to_string(),
+            ipv6: ipv6_cidr.map(str::to_string),
+        });
+        self
+    }
+    /// Runs the sandbox from this image instead of the test pause image (e.g. one whose image
+    /// carries labels, which Docker merges into the sandbox's labels).
+    pub fn sandbox_image(mut self, image: &str) -> Self {
+        self.sandbox_image = Some(image.to_string());
         self
     }
     /// Names every Docker container with the seventh `_<8 hex>` part the kubelet adds after a
@@ -570,6 +625,11 @@ pub struct CreatedPod {
     pub containers: Vec<(String, Vec<CreatedInstance>)>,
     /// Annotations the kubelet put on the sandbox (the pod's plus `kubernetes.io/config.*`).
     pub annotations: HashMap<String, String>,
+    /// Addresses [`Pod::cni_veth`] put on `eth0` (without prefix length), IPv4 first; the
+    /// IPv6 one only when it could be added.
+    pub cni_ips: Vec<String>,
+    /// The host end of the [`Pod::cni_veth`] pair.
+    pub host_veth: Option<String>,
 }
 
 impl CreatedPod {
@@ -613,6 +673,10 @@ pub struct Node {
     /// The kubelet root (`--root-dir`) the pods are laid out under.
     pub kubelet_root: PathBuf,
     namespaces: Mutex<Vec<String>>,
+    /// Containers made outside the kubelet's layout ([`Node::run_plain`]), removed on drop.
+    plain_containers: Mutex<Vec<String>>,
+    /// Host ends of CNI veth pairs, deleted on drop.
+    host_veths: Mutex<Vec<String>>,
 }
 
 impl Node {
@@ -630,6 +694,8 @@ impl Node {
             dir,
             kubelet_root,
             namespaces: Mutex::new(Vec::new()),
+            plain_containers: Mutex::new(Vec::new()),
+            host_veths: Mutex::new(Vec::new()),
         }
     }
 
@@ -726,7 +792,7 @@ impl Node {
             clash()
         );
         let sandbox_body = ContainerCreateBody {
-            image: Some(util::pause_image()),
+            image: Some(pod.sandbox_image.clone().unwrap_or_else(util::pause_image)),
             hostname: if pod.host_network {
                 None
             } else {
@@ -770,6 +836,20 @@ impl Node {
                 .and_then(|s| s.pid)
                 .expect("sandbox pid");
             cni_add(pid, cidr);
+        }
+        let mut cni_ips = Vec::new();
+        let mut host_veth = None;
+        if let Some(cni) = &pod.cni {
+            assert!(!pod.host_network, "a hostNetwork pod gets no CNI address");
+            let pid = sandbox
+                .state
+                .as_ref()
+                .and_then(|s| s.pid)
+                .expect("sandbox pid");
+            let host_end = format!("pdc{}", util::random_hex(8));
+            self.host_veths.lock().unwrap().push(host_end.clone());
+            cni_ips = cni_veth(pid, &host_end, cni);
+            host_veth = Some(host_end);
         }
 
         // --- app containers ----------------------------------------------------------------
@@ -869,8 +949,51 @@ impl Node {
             sandbox_id,
             containers: created,
             annotations: annotations.into_iter().collect(),
+            cni_ips,
+            host_veth,
             pod,
         }
+    }
+
+    /// Runs a container that is not the kubelet's (no pod layout; only the labels given), from
+    /// the test app image with `--network none`: running (`exit_code` `None`, the image's
+    /// `sleep`) or exited with that code. Removed when the node is dropped. Returns its ID.
+    pub async fn run_plain(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        exit_code: Option<i64>,
+    ) -> String {
+        let name = format!("{name}-{}", self.suffix);
+        let body = ContainerCreateBody {
+            image: Some(util::app_image()),
+            entrypoint: exit_code
+                .map(|code| vec!["sh".into(), "-c".into(), format!("exit {code}")]),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = create(&self.docker, &name, body).await;
+        self.plain_containers.lock().unwrap().push(id.clone());
+        self.docker
+            .start_container(&id, None)
+            .await
+            .unwrap_or_else(|e| panic!("start container {name}: {e}"));
+        let wanted = if exit_code.is_some() {
+            ContainerStateStatusEnum::EXITED
+        } else {
+            ContainerStateStatusEnum::RUNNING
+        };
+        util::wait_status(&self.docker, &id, &[wanted], WAIT).await;
+        id
     }
 
     /// Stops a running container (e.g. a sandbox) and waits until it has exited.
@@ -1003,7 +1126,24 @@ fn container_binds(
             .iter()
             .find(|v| v.name == m.volume)
             .unwrap_or_else(|| panic!("pod has no volume {}", m.volume));
-        let src = v.host_source(kubelet_root, uid);
+        let mut src = v.host_source(kubelet_root, uid);
+        if let Some(sub) = &m.sub_path {
+            // The kubelet makes the path inside the volume, then binds it at its own place.
+            let _ = std::fs::create_dir_all(src.join(sub));
+            let index = c
+                .mounts
+                .iter()
+                .position(|x| std::ptr::eq(x, m))
+                .expect("mount of this container");
+            src = kubelet_root
+                .join("pods")
+                .join(uid)
+                .join("volume-subpaths")
+                .join(&v.name)
+                .join(&c.name)
+                .join(index.to_string());
+            std::fs::create_dir_all(&src).expect("volume-subpaths dir");
+        }
         let mut b = format!("{}:{}", src.display(), m.mount_path);
         if m.read_only {
             b.push_str(":ro");
@@ -1145,6 +1285,72 @@ fn cni_add(pid: i64, cidr: &str) {
     }
 }
 
+/// Runs `ip` in the host's network namespace, or in the one of `pid`.
+fn ip_in(pid: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = match pid {
+        Some(pid) => {
+            let mut c = std::process::Command::new("nsenter");
+            c.args(["-t", pid, "-n", "ip"]);
+            c
+        }
+        None => std::process::Command::new("ip"),
+    };
+    cmd.args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run ip (iproute2) / nsenter (util-linux): {e}"))
+}
+
+fn must_ip(pid: Option<&str>, args: &[&str]) {
+    let out = ip_in(pid, args);
+    assert!(
+        out.status.success(),
+        "ip {args:?} (network namespace of {}): {}",
+        pid.unwrap_or("the host"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The CNI bridge/ptp plugins' way: a veth pair made in the host namespace, the peer moved into
+/// the sandbox's namespace and renamed `eth0`, addresses added there. The host end stays down.
+/// Returns the addresses added, without prefix length.
+fn cni_veth(pid: i64, host_end: &str, cni: &CniAddresses) -> Vec<String> {
+    let pid = pid.to_string();
+    let peer = format!("{host_end}p");
+    must_ip(
+        None,
+        &[
+            "link", "add", host_end, "type", "veth", "peer", "name", &peer,
+        ],
+    );
+    must_ip(None, &["link", "set", &peer, "netns", &pid]);
+    must_ip(Some(&pid), &["link", "set", &peer, "name", "eth0"]);
+    must_ip(Some(&pid), &["addr", "add", &cni.ipv4, "dev", "eth0"]);
+    must_ip(Some(&pid), &["link", "set", "eth0", "up"]);
+    let bare = |cidr: &str| cidr.split('/').next().unwrap_or(cidr).to_string();
+    let mut ips = vec![bare(&cni.ipv4)];
+    if let Some(v6) = &cni.ipv6 {
+        // A new namespace may start with IPv6 off on new links; a CNI plugin turns it on.
+        let enabled = std::process::Command::new("nsenter")
+            .args(["-t", &pid, "-n", "sh", "-c"])
+            .arg("echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if enabled
+            && ip_in(
+                Some(&pid),
+                &["-6", "addr", "add", v6, "dev", "eth0", "nodad"],
+            )
+            .status
+            .success()
+        {
+            ips.push(bare(v6));
+        } else {
+            eprintln!("IPv6 cannot be enabled in the sandbox's network namespace: IPv4 only");
+        }
+    }
+    ips
+}
+
 fn set_mode_666(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
@@ -1192,6 +1398,16 @@ impl Drop for Node {
             .map(|l| l.clone())
             .unwrap_or_default();
         let dir = self.dir.clone();
+        let plain = self
+            .plain_containers
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        let veths = self
+            .host_veths
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
         if std::env::var_os("PDC_TEST_KEEP").is_some() {
             eprintln!(
                 "PDC_TEST_KEEP set: leaving namespaces {namespaces:?} and {}",
@@ -1212,8 +1428,27 @@ impl Drop for Node {
                         && let Ok(d) = d.negotiate_version().await
                     {
                         remove_namespaces(&d, &namespaces).await;
+                        for id in &plain {
+                            let _ = d
+                                .remove_container(
+                                    id,
+                                    Some(RemoveContainerOptions {
+                                        force: true,
+                                        v: true,
+                                        ..Default::default()
+                                    }),
+                                )
+                                .await;
+                        }
                     }
                 });
+            }
+            // Removing the sandbox removes its namespace and with it the pair; a host end
+            // whose sandbox is kept somehow goes here.
+            for veth in &veths {
+                if ip_in(None, &["link", "show", veth]).status.success() {
+                    let _ = ip_in(None, &["link", "del", veth]);
+                }
             }
             let _ = std::fs::remove_dir_all(&dir);
         })

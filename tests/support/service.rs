@@ -15,6 +15,20 @@ use super::util;
 pub const PROCESSOR_PATH: &str = "/processor/podDetailCollector";
 /// The key KubeDiag merges into the diagnosis context.
 pub const POD_DETAIL_KEY: &str = "collector.kubernetes.pod.detail";
+/// The node-wide processors and the keys they answer under.
+pub const POD_LIST_PATH: &str = "/processor/podListCollector";
+pub const POD_LIST_KEY: &str = "collector.kubernetes.pod.list";
+pub const CONTAINER_LIST_PATH: &str = "/processor/containerCollector";
+pub const CONTAINER_LIST_KEY: &str = "collector.kubernetes.container.list";
+pub const DOCKER_INFO_PATH: &str = "/processor/dockerInfoCollector";
+pub const DOCKER_INFO_KEY: &str = "collector.kubernetes.docker.info";
+/// Every processor path with its answer key.
+pub const PROCESSORS: [(&str, &str); 4] = [
+    (PROCESSOR_PATH, POD_DETAIL_KEY),
+    (POD_LIST_PATH, POD_LIST_KEY),
+    (CONTAINER_LIST_PATH, CONTAINER_LIST_KEY),
+    (DOCKER_INFO_PATH, DOCKER_INFO_KEY),
+];
 /// `spec.nodeName` the tests configure.
 pub const NODE_NAME: &str = "test-node";
 /// `status.hostIP` the tests configure (a documentation address: only ever a value, never
@@ -69,6 +83,21 @@ impl Reply {
         assert!(!text.trim().is_empty(), "empty error text");
         text.to_string()
     }
+    /// Checks the reply is a KubeDiag success answering only `key`, whose value is a string
+    /// holding JSON; returns that JSON parsed.
+    pub fn expect_answer(&self, key: &str) -> Value {
+        assert_eq!(self.status, 200, "status; body: {}", self.body);
+        assert_content_type_json(self);
+        let v = self.json();
+        let obj = v.as_object().expect("reply body is an object");
+        assert_eq!(obj.keys().collect::<Vec<_>>(), vec![key], "reply keys");
+        let text = obj[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} must be a string: {}", self.body));
+        serde_json::from_str(text)
+            .unwrap_or_else(|e| panic!("{key} does not hold JSON ({e}): {text}"))
+    }
+
     /// Checks the reply is a KubeDiag success and returns the Pod parsed out of the string
     /// value of `collector.kubernetes.pod.detail`.
     pub fn expect_pod(&self) -> Value {
@@ -179,6 +208,12 @@ impl Collector {
     pub async fn post_raw(&self, body: impl Into<Vec<u8>>) -> Reply {
         self.request("POST", PROCESSOR_PATH, Some(body.into()))
             .await
+    }
+
+    /// POSTs a JSON value to a processor path, without Content-Type (as the agent does).
+    pub async fn post_json_to(&self, path: &str, body: &Value) -> Reply {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.request("POST", path, Some(bytes)).await
     }
 
     /// POSTs a JSON value to the processor, without Content-Type (as the agent does).

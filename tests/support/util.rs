@@ -193,3 +193,64 @@ pub async fn image_id(docker: &Docker, image: &str) -> String {
         .id
         .expect("image id")
 }
+
+/// Makes (once) an image `target` that is `base` plus these `LABEL`s, the way an image's own
+/// labels get there (`docker commit --change 'LABEL …'` of a container that never ran).
+/// Returns `target`.
+pub async fn labelled_image(
+    docker: &Docker,
+    base: &str,
+    target: &str,
+    labels: &[(&str, &str)],
+) -> String {
+    if docker.inspect_image(target).await.is_ok() {
+        return target.to_string();
+    }
+    let holder = docker
+        .create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(format!("pdc-image-holder-{}", random_hex(8))),
+                ..Default::default()
+            }),
+            bollard::models::ContainerCreateBody {
+                image: Some(base.to_string()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create a container of {base}: {e}"))
+        .id;
+    let changes: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "LABEL {}={}",
+                serde_json::to_string(k).expect("json"),
+                serde_json::to_string(v).expect("json")
+            )
+        })
+        .collect();
+    let (repo, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
+    let committed = docker
+        .commit_container(
+            bollard::query_parameters::CommitContainerOptionsBuilder::new()
+                .container(&holder)
+                .repo(repo)
+                .tag(tag)
+                .changes(&changes.join("\n"))
+                .build(),
+            bollard::models::ContainerConfig::default(),
+        )
+        .await;
+    let _ = docker
+        .remove_container(
+            &holder,
+            Some(bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    committed.unwrap_or_else(|e| panic!("commit {target} from {base}: {e}"));
+    target.to_string()
+}

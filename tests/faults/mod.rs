@@ -1,0 +1,679 @@
+//! Test machinery for the hardening tests: a fault-injecting, recording proxy in front of the
+//! Docker socket, the collector binary as a child process, and a Prometheus text reader.
+//!
+//! - [`Proxy`]: a Unix-socket HTTP/1.1 proxy (hyper server + hyper client) that forwards to the
+//!   real daemon, or plays a sick one ([`Mode`]): socket missing, connections refused, reset,
+//!   hung, `500`s, garbage JSON, containers vanishing between list and inspect, slow answers.
+//!   It records every request (method + path) and counts the calls in flight.
+//! - [`ServeProcess`]: `pod-detail-collector serve` as a child process, its log, RSS and signals.
+//! - [`metric`]: one value out of a `/metrics` scrape.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// What the proxy does with the next connection or request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward to the real daemon.
+    Pass,
+    /// Forward after this delay (a slow daemon; builds up calls in flight).
+    Slow(Duration),
+    /// No socket file at all.
+    Missing,
+    /// A socket file nobody listens on: `connect` fails with `ECONNREFUSED`.
+    Refused,
+    /// Accept the connection, then close it without a word.
+    Reset,
+    /// Accept and read the request, never answer.
+    Hang,
+    /// Answer every request `500` with a Docker-style JSON error.
+    Http500,
+    /// Answer `200 application/json` with a body that is not JSON.
+    Garbage,
+    /// Answer `404 No such container` to `GET /containers/<id>/json` for these IDs (the
+    /// container was removed between list and inspect); forward everything else.
+    Vanish(HashSet<String>),
+    /// Apply the inner mode to requests whose path (API version prefix removed) starts with
+    /// the prefix; forward the others. Only for request-level modes (not Missing, Refused,
+    /// Reset).
+    Only(String, Box<Mode>),
+}
+
+impl Mode {
+    pub fn only(prefix: &str, mode: Mode) -> Mode {
+        Mode::Only(prefix.to_string(), Box::new(mode))
+    }
+    fn listens(&self) -> bool {
+        !matches!(self, Mode::Missing | Mode::Refused)
+    }
+}
+
+/// One request the proxy received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logged {
+    pub method: String,
+    /// The path without the `/v1.xx` API version prefix, without the query.
+    pub path: String,
+    /// The path and query as sent.
+    pub uri: String,
+}
+
+struct Inner {
+    upstream: PathBuf,
+    path: PathBuf,
+    mode: Mutex<Mode>,
+    log: Mutex<Vec<Logged>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// Requests or connections that met a fault (not `Pass`/`Slow`).
+    faulted: AtomicUsize,
+    accept_task: Mutex<Option<JoinHandle<()>>>,
+    stop: watch::Sender<bool>,
+}
+
+/// A fault-injecting, recording proxy on a Unix socket in front of the Docker daemon.
+pub struct Proxy {
+    inner: Arc<Inner>,
+    dir: PathBuf,
+}
+
+impl Proxy {
+    /// A proxy in `Pass` mode in front of the test daemon (`DOCKER_HOST`).
+    pub fn start() -> Self {
+        Self::with_mode(Mode::Pass)
+    }
+
+    /// A proxy in front of the test daemon, starting in this mode (e.g. `Missing`: the
+    /// socket appears later). Must be called inside a tokio runtime.
+    pub fn with_mode(mode: Mode) -> Self {
+        let upstream = upstream_socket();
+        let dir = short_temp_dir("pdc-px");
+        let path = dir.join("d.sock");
+        let (stop, _) = watch::channel(false);
+        let proxy = Proxy {
+            inner: Arc::new(Inner {
+                upstream,
+                path,
+                mode: Mutex::new(Mode::Missing),
+                log: Mutex::new(Vec::new()),
+                in_flight: AtomicUsize::new(0),
+                max_in_flight: AtomicUsize::new(0),
+                faulted: AtomicUsize::new(0),
+                accept_task: Mutex::new(None),
+                stop,
+            }),
+            dir,
+        };
+        proxy.set_mode(mode);
+        proxy
+    }
+
+    /// `unix://<socket>`, for `Settings::docker_host` / `--docker-host`.
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.inner.path.display())
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Switches the behaviour; takes effect for the next connection (socket-level modes) or
+    /// request. Must be called inside a tokio runtime.
+    pub fn set_mode(&self, mode: Mode) {
+        let mut current = self.inner.mode.lock().unwrap();
+        let mut task = self.inner.accept_task.lock().unwrap();
+        match (&mode, task.is_some()) {
+            (Mode::Missing, _) => {
+                if let Some(t) = task.take() {
+                    t.abort();
+                }
+                let _ = std::fs::remove_file(&self.inner.path);
+            }
+            (Mode::Refused, _) => {
+                if let Some(t) = task.take() {
+                    t.abort();
+                }
+                let _ = std::fs::remove_file(&self.inner.path);
+                // Bound then closed: the file stays, nobody listens, connect() is refused.
+                let listener = std::os::unix::net::UnixListener::bind(&self.inner.path)
+                    .expect("bind the refusing socket");
+                drop(listener);
+            }
+            (_, false) => {
+                let _ = std::fs::remove_file(&self.inner.path);
+                let listener = std::os::unix::net::UnixListener::bind(&self.inner.path)
+                    .expect("bind the proxy socket");
+                listener.set_nonblocking(true).expect("nonblocking socket");
+                let listener = UnixListener::from_std(listener).expect("tokio unix listener");
+                *task = Some(tokio::spawn(accept_loop(self.inner.clone(), listener)));
+            }
+            (_, true) => {}
+        }
+        debug_assert_eq!(mode.listens(), task.is_some());
+        *current = mode;
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.inner.mode.lock().unwrap().clone()
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn log(&self) -> Vec<Logged> {
+        self.inner.log.lock().unwrap().clone()
+    }
+
+    pub fn requests(&self) -> usize {
+        self.inner.log.lock().unwrap().len()
+    }
+
+    pub fn clear_log(&self) {
+        self.inner.log.lock().unwrap().clear();
+    }
+
+    /// The most requests that were in the proxy at once since the last reset.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn reset_max_in_flight(&self) {
+        self.inner.max_in_flight.store(0, Ordering::SeqCst);
+    }
+
+    /// Requests and connections that met a fault (hung, 500, garbage, vanished, reset).
+    pub fn faulted(&self) -> usize {
+        self.inner.faulted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.inner.stop.send(true);
+        if let Some(t) = self.inner.accept_task.lock().unwrap().take() {
+            t.abort();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>, listener: UnixListener) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if *inner.mode.lock().unwrap() == Mode::Reset {
+            inner.faulted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+            continue;
+        }
+        let conn_inner = inner.clone();
+        let mut stop = inner.stop.subscribe();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(conn_inner.clone(), req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.wait_for(|stopped| *stopped) => {}
+            }
+        });
+    }
+}
+
+/// Counts a request in flight while it lives.
+struct InFlight(Arc<Inner>);
+
+impl InFlight {
+    fn new(inner: &Arc<Inner>) -> Self {
+        let now = inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(inner.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn handle(
+    inner: Arc<Inner>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let path = api_path(req.uri().path()).to_string();
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    inner.log.lock().unwrap().push(Logged {
+        method: req.method().to_string(),
+        path: path.clone(),
+        uri,
+    });
+    let _counted = InFlight::new(&inner);
+    let mut mode = inner.mode.lock().unwrap().clone();
+    if let Mode::Only(prefix, scoped) = mode {
+        mode = if path.starts_with(&prefix) {
+            *scoped
+        } else {
+            Mode::Pass
+        };
+    }
+    match mode {
+        Mode::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            Ok(forward(&inner, req).await)
+        }
+        Mode::Hang => {
+            inner.faulted.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            unreachable!("pending never ends")
+        }
+        Mode::Http500 => {
+            inner.faulted.fetch_add(1, Ordering::SeqCst);
+            Ok(canned(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"message":"pdc fault injection: the daemon is sick"}"#,
+            ))
+        }
+        Mode::Garbage => {
+            inner.faulted.fetch_add(1, Ordering::SeqCst);
+            Ok(canned(
+                StatusCode::OK,
+                "{\"Id\": [\"pdc fault injection\" garbage",
+            ))
+        }
+        Mode::Vanish(ids) => match inspected_container(&path) {
+            Some(id) if ids.contains(id) => {
+                inner.faulted.fetch_add(1, Ordering::SeqCst);
+                Ok(canned(
+                    StatusCode::NOT_FOUND,
+                    &format!(r#"{{"message":"No such container: {id}"}}"#),
+                ))
+            }
+            _ => Ok(forward(&inner, req).await),
+        },
+        _ => Ok(forward(&inner, req).await),
+    }
+}
+
+async fn forward(inner: &Inner, req: Request<Incoming>) -> Response<ProxyBody> {
+    let stream = match UnixStream::connect(&inner.upstream).await {
+        Ok(stream) => stream,
+        Err(err) => return bad_gateway(&format!("connect to the real daemon: {err}")),
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
+        Ok(pair) => pair,
+        Err(err) => return bad_gateway(&format!("handshake with the real daemon: {err}")),
+    };
+    tokio::spawn(conn);
+    match sender.send_request(req).await {
+        Ok(response) => response.map(|body| body.boxed()),
+        Err(err) => bad_gateway(&format!("request to the real daemon: {err}")),
+    }
+}
+
+fn canned(status: StatusCode, body: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn bad_gateway(text: &str) -> Response<ProxyBody> {
+    canned(
+        StatusCode::BAD_GATEWAY,
+        &serde_json::json!({ "message": text }).to_string(),
+    )
+}
+
+/// `/v1.41/containers/json` → `/containers/json`.
+pub fn api_path(path: &str) -> &str {
+    if let Some(rest) = path.strip_prefix("/v")
+        && let Some((version, tail)) = rest.split_once('/')
+        && version
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return &path[path.len() - tail.len() - 1..];
+    }
+    path
+}
+
+/// The container ID of a `/containers/<id>/json` path.
+fn inspected_container(path: &str) -> Option<&str> {
+    let id = path.strip_prefix("/containers/")?.strip_suffix("/json")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// The real daemon's socket, from `DOCKER_HOST` (the tests' daemon).
+pub fn upstream_socket() -> PathBuf {
+    let host = match std::env::var("DOCKER_HOST") {
+        Ok(h) if !h.trim().is_empty() => h.trim().to_string(),
+        _ => "unix:///var/run/docker.sock".to_string(),
+    };
+    let path = host.strip_prefix("unix://").unwrap_or(&host);
+    assert!(
+        path.starts_with('/'),
+        "the fault proxy needs a unix socket daemon, DOCKER_HOST={host}: run scripts/test"
+    );
+    PathBuf::from(path)
+}
+
+/// A fresh directory with a short path (unix socket paths must stay under 108 bytes).
+pub fn short_temp_dir(prefix: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let dir = PathBuf::from(format!(
+        "/tmp/{prefix}-{}-{n}-{nanos:x}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary as a child process.
+// ---------------------------------------------------------------------------------------------
+
+/// `pod-detail-collector serve` running as a child process on a loopback port.
+pub struct ServeProcess {
+    child: tokio::process::Child,
+    pub pid: u32,
+    pub addr: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServeProcess {
+    /// Starts `serve --listen 127.0.0.1:0 <args>` and waits until it says where it listens.
+    pub async fn start(args: &[&str]) -> Self {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pod-detail-collector"));
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("PDC_REVEAL_ENV")
+            .env_remove("PDC_LISTEN")
+            .env_remove("PDC_RUNTIME_CONCURRENCY")
+            .env_remove("PDC_BODY_LIMIT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("start pod-detail-collector serve");
+        let pid = child.id().expect("child pid");
+        let stderr = child.stderr.take().expect("child stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut process = ServeProcess {
+            child,
+            pid,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            lines,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = process.log().iter().find_map(|line| {
+                line.split_once(" on http://")
+                    .filter(|_| line.contains("serving"))
+                    .and_then(|(_, addr)| addr.trim().parse::<SocketAddr>().ok())
+            });
+            if let Some(addr) = found {
+                process.addr = addr;
+                return process;
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!(
+                    "the collector exited ({status}) before serving: {:?}",
+                    process.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the collector did not say where it listens within 30s: {:?}",
+                process.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Its log lines so far (stderr).
+    pub fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Resident memory (VmRSS), bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid, with a valid signal number.
+        let rc = unsafe { libc::kill(self.pid as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal})", self.pid);
+    }
+
+    pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .map(|r| r.expect("wait for the collector"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus text.
+// ---------------------------------------------------------------------------------------------
+
+/// The sum of the samples named `name` whose labels include every pair of `labels`; `None`
+/// when there is none.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (series_name, series_labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if series_name != name {
+            continue;
+        }
+        let has = |k: &str, v: &str| {
+            series_labels
+                .split(',')
+                .any(|pair| pair.trim() == format!("{k}=\"{v}\""))
+        };
+        if labels.iter().all(|(k, v)| has(k, v))
+            && let Ok(value) = value.trim().parse::<f64>()
+        {
+            *total.get_or_insert(0.0) += value;
+        }
+    }
+    total
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small HTTP helpers.
+// ---------------------------------------------------------------------------------------------
+
+/// A reply: status and body text.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub content_type: String,
+    pub elapsed: Duration,
+}
+
+impl Answer {
+    /// The `error` text of a `{"error": "..."}` body (panics otherwise).
+    pub fn error_text(&self) -> String {
+        let v: serde_json::Value = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body));
+        v.get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or_else(|| panic!("no \"error\" text: {}", self.body))
+            .to_string()
+    }
+}
+
+/// A client with a generous timeout: the tests measure their own limits.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+/// Sends one request; `Err` is a transport failure (refused, reset, timed out).
+pub async fn send(
+    client: &reqwest::Client,
+    method: &str,
+    url: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Answer, reqwest::Error> {
+    let started = Instant::now();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = response.text().await?;
+    Ok(Answer {
+        status,
+        body,
+        content_type,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// POSTs a JSON body to a processor and returns the answer (panics on transport failure).
+pub async fn post(
+    client: &reqwest::Client,
+    base: SocketAddr,
+    processor: &str,
+    body: &serde_json::Value,
+) -> Answer {
+    let url = format!("http://{base}/processor/{processor}");
+    send(client, "POST", &url, Some(body.to_string().into_bytes()))
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
+/// GETs a path and returns the answer (panics on transport failure).
+pub async fn get(client: &reqwest::Client, base: SocketAddr, path: &str) -> Answer {
+    let url = format!("http://{base}{path}");
+    send(client, "GET", &url, None)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_the_api_version() {
+        assert_eq!(api_path("/v1.41/containers/json"), "/containers/json");
+        assert_eq!(api_path("/version"), "/version");
+        assert_eq!(api_path("/v1.41/version"), "/version");
+        assert_eq!(api_path("/_ping"), "/_ping");
+        assert_eq!(inspected_container("/containers/abc/json"), Some("abc"));
+        assert_eq!(inspected_container("/containers/json"), None);
+    }
+
+    #[test]
+    fn reads_prometheus_text() {
+        let text = "# HELP x y\nx_total{route=\"/a\",code=\"200\"} 3\nx_total{route=\"/a\",code=\"500\"} 2\n";
+        assert_eq!(metric(text, "x_total", &[("route", "/a")]), Some(5.0));
+        assert_eq!(metric(text, "x_total", &[("code", "500")]), Some(2.0));
+        assert_eq!(metric(text, "x_total", &[("code", "404")]), None);
+    }
+}
