@@ -4,7 +4,9 @@ use clap::Parser;
 use pod_detail_collector::cli::{Cli, Command};
 use pod_detail_collector::{collector::Collector, server};
 
-#[tokio::main]
+// Two workers whatever the node's size: the work is waiting on Docker, and every thread costs
+// memory on every node of the cluster.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
@@ -50,7 +52,8 @@ async fn get(args: &pod_detail_collector::cli::GetArgs) -> anyhow::Result<()> {
     let pod_ref = args.pod_ref()?;
     let collector = Collector::new(&args.node.settings(), Default::default())?;
     let pod = collector.pod(&pod_ref).await?;
-    let pod = pod_detail_collector::rebuild::to_json_value(&pod)?;
+    let pod: serde_json::Value =
+        serde_json::from_str(&pod_detail_collector::rebuild::to_json(&pod)?)?;
     println!("{}", serde_json::to_string_pretty(&pod)?);
     Ok(())
 }

@@ -37,7 +37,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8095";
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_RUNTIME_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
-pub const DEFAULT_RUNTIME_CONCURRENCY: usize = 16;
+/// Enough for a burst of diagnoses on a node with many pods; few enough that a daemon already in
+/// trouble is not buried in calls.
+pub const DEFAULT_RUNTIME_CONCURRENCY: usize = 64;
 
 impl Default for Settings {
     fn default() -> Self {

@@ -72,8 +72,7 @@ impl Processor {
             Processor::PodDetail => {
                 let pod_ref = request::pod_ref(context)?;
                 let pod = collector.pod(&pod_ref).await?;
-                let pod = pod_json(&pod, &pod_ref)?;
-                Ok((format!("pod {pod_ref}"), to_json(&pod, &pod_ref)?))
+                Ok((format!("pod {pod_ref}"), pod_json(&pod, &pod_ref)?))
             }
             Processor::PodList => {
                 let namespace = request::optional_namespace(context)?;
@@ -85,7 +84,7 @@ impl Processor {
                     .iter()
                     .map(|pod| pod_json(pod, "a pod of the list"))
                     .collect::<Result<Vec<_>>>()?;
-                Ok((subject, to_json(&pods, "the pod list")?))
+                Ok((subject, format!("[{}]", pods.join(","))))
             }
             Processor::Containers => {
                 let all = request::flag(context, request::CONTAINER_ALL_KEY)?;
@@ -101,8 +100,8 @@ impl Processor {
     }
 }
 
-fn pod_json(pod: &Pod, what: impl std::fmt::Display) -> Result<Value> {
-    rebuild::to_json_value(pod)
+fn pod_json(pod: &Pod, what: impl std::fmt::Display) -> Result<String> {
+    rebuild::to_json(pod)
         .map_err(|err| Error::Config(format!("{what} could not be serialized: {err}")))
 }
 

@@ -112,10 +112,23 @@ impl<'a> PodView<'a> {
     }
 }
 
-/// The Pods as a JSON value, as the API server would write them. k8s-openapi always writes
-/// a referenced config map's `name`, which the rebuild cannot know; Kubernetes leaves an empty
+/// The Pod as JSON text, as the API server would write it. k8s-openapi always writes a
+/// referenced config map's `name`, which the rebuild cannot know; Kubernetes leaves an empty
 /// one out, and so does this.
-pub fn to_json_value(pod: &Pod) -> serde_json::Result<serde_json::Value> {
+pub fn to_json(pod: &Pod) -> serde_json::Result<String> {
+    let unnamed_config_map = pod
+        .spec
+        .iter()
+        .flat_map(|spec| spec.volumes.iter().flatten())
+        .any(|volume| {
+            volume
+                .config_map
+                .as_ref()
+                .is_some_and(|c| c.name.is_empty())
+        });
+    if !unnamed_config_map {
+        return serde_json::to_string(pod);
+    }
     let mut value = serde_json::to_value(pod)?;
     let volumes = value
         .pointer_mut("/spec/volumes")
@@ -127,7 +140,7 @@ pub fn to_json_value(pod: &Pod) -> serde_json::Result<serde_json::Value> {
             config_map.remove("name");
         }
     }
-    Ok(value)
+    serde_json::to_string(&value)
 }
 
 /// Rebuilds the pod, or `None` when the record holds no container the kubelet made.

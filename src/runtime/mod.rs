@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerInspectResponse, ContainerSummary, EventMessage, SystemInfo};
+use bollard::models::{
+    ContainerInspectResponse, ContainerSummary, EventMessage, ImageInspect, SystemInfo,
+};
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use futures_util::TryStreamExt;
 use futures_util::future::join_all;
@@ -50,6 +52,20 @@ impl Scope<'_> {
             Scope::Namespace(namespace) => pod.namespace == *namespace,
             Scope::Node => true,
         }
+    }
+}
+
+/// A container of the pods in scope, with its image when the list named it.
+struct Member {
+    id: String,
+    image_id: Option<String>,
+}
+
+impl Member {
+    fn unlisted(ids: Vec<String>) -> Vec<Member> {
+        ids.into_iter()
+            .map(|id| Member { id, image_id: None })
+            .collect()
     }
 }
 
@@ -102,25 +118,36 @@ impl DockerRuntime {
     ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
         let requested_at = unix_nanos();
         let docker = self.client().await?;
-        let ids = match &self.index {
+        let members = match &self.index {
             Some(index) => {
-                self.indexed_ids(&docker, index, scope, requested_at)
+                self.indexed_members(&docker, index, scope, requested_at)
                     .await?
             }
-            None => self.listed_ids(&docker, scope).await?,
+            None => self.listed_members(&docker, scope).await?,
         };
 
-        let inspects = ids
+        // The images a list names are inspected at the same time as the containers.
+        let listed_images: BTreeSet<String> = members
             .iter()
-            .map(|id| self.bounded(docker.inspect_container(id, None)));
+            .filter_map(|member| member.image_id.clone())
+            .collect();
+        let inspects = members
+            .iter()
+            .map(|member| self.bounded(docker.inspect_container(&member.id, None)));
+        let (inspected, images) = tokio::join!(
+            join_all(inspects),
+            self.inspect_images(&docker, listed_images)
+        );
+        let mut images = images?;
+
         let mut records: BTreeMap<PodRef, PodRecord> = BTreeMap::new();
-        for (id, inspected) in ids.iter().zip(join_all(inspects).await) {
+        for (member, inspected) in members.iter().zip(inspected) {
             let container = match inspected {
                 Ok(container) => container,
                 Err(RuntimeFailure::Api { status: 404, .. }) => {
-                    log::debug!("container {id} vanished between list and inspect");
+                    log::debug!("container {} vanished between list and inspect", member.id);
                     if let Some(index) = &self.index {
-                        index.lock().await.forget(id);
+                        index.lock().await.forget(&member.id);
                     }
                     continue;
                 }
@@ -131,16 +158,33 @@ impl DockerRuntime {
                 records.entry(pod).or_default().containers.push(container);
             }
         }
-        self.add_images(&docker, &mut records).await?;
+
+        // Images the list did not name (the index names none).
+        let unseen: BTreeSet<String> = records
+            .values()
+            .flat_map(|record| &record.containers)
+            .filter_map(|container| container.image.clone())
+            .filter(|id| !images.contains_key(id))
+            .collect();
+        if !unseen.is_empty() {
+            images.extend(self.inspect_images(&docker, unseen).await?);
+        }
+        for record in records.values_mut() {
+            for id in record.containers.iter().filter_map(|c| c.image.as_deref()) {
+                if let Some(image) = images.get(id).filter(|_| !record.images.contains_key(id)) {
+                    record.images.insert(id.to_string(), image.clone());
+                }
+            }
+        }
         Ok(records)
     }
 
-    /// The container IDs in scope, from a list call.
-    async fn listed_ids(
+    /// The containers in scope, from a list call.
+    async fn listed_members(
         &self,
         docker: &Docker,
         scope: Scope<'_>,
-    ) -> Result<Vec<String>, RuntimeFailure> {
+    ) -> Result<Vec<Member>, RuntimeFailure> {
         let filters = HashMap::from([("label".to_string(), scope.label_selectors())]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
@@ -149,29 +193,34 @@ impl DockerRuntime {
         let listed = self.bounded(docker.list_containers(Some(options))).await?;
         Ok(listed
             .into_iter()
-            .filter_map(|summary| summary.id)
+            .filter_map(|summary| {
+                Some(Member {
+                    id: summary.id?,
+                    image_id: summary.image_id.filter(|id| !id.is_empty()),
+                })
+            })
             .collect())
     }
 
     /// The container IDs in scope, from the index once it has caught up with every event
     /// logged before the request arrived.
-    async fn indexed_ids(
+    async fn indexed_members(
         &self,
         docker: &Docker,
         index: &Mutex<PodIndex>,
         scope: Scope<'_>,
         requested_at: i64,
-    ) -> Result<Vec<String>, RuntimeFailure> {
+    ) -> Result<Vec<Member>, RuntimeFailure> {
         let mut index = index.lock().await;
         // Requests that waited here are usually covered by the catch-up made before them.
         if index.current_at(requested_at) {
-            return Ok(index.container_ids(&scope));
+            return Ok(Member::unlisted(index.container_ids(&scope)));
         }
         if let Some(since) = index.catch_up_since() {
             let until = unix_nanos();
             let events = self.events(docker, since, until).await?;
             if index.apply(&events, until) == CatchUp::Applied {
-                return Ok(index.container_ids(&scope));
+                return Ok(Member::unlisted(index.container_ids(&scope)));
             }
             log::info!(
                 "more than {} docker events since the last request: listing containers again",
@@ -196,7 +245,7 @@ impl DockerRuntime {
             }),
             as_of,
         );
-        Ok(index.container_ids(&scope))
+        Ok(Member::unlisted(index.container_ids(&scope)))
     }
 
     /// The events Docker logged in `[since, until]` (Unix nanoseconds), from its in-memory log.
@@ -214,57 +263,46 @@ impl DockerRuntime {
             .await
     }
 
-    /// Inspects each image the records' containers run, once; with the index, from its cache.
-    async fn add_images(
+    /// Inspects each image once; with the index, from its cache. A missing image is left out
+    /// (the rebuild falls back to the image ID).
+    async fn inspect_images(
         &self,
         docker: &Docker,
-        records: &mut BTreeMap<PodRef, PodRecord>,
-    ) -> Result<(), RuntimeFailure> {
-        let image_ids: BTreeSet<String> = records
-            .values()
-            .flat_map(|record| &record.containers)
-            .filter_map(|container| container.image.clone())
-            .collect();
-        let mut images = HashMap::with_capacity(image_ids.len());
-        let mut wanted = Vec::new();
+        ids: BTreeSet<String>,
+    ) -> Result<HashMap<String, ImageInspect>, RuntimeFailure> {
+        let mut images = HashMap::with_capacity(ids.len());
+        let mut wanted = Vec::with_capacity(ids.len());
         match &self.index {
             Some(index) => {
                 let index = index.lock().await;
-                for id in &image_ids {
-                    match index.image(id) {
+                for id in ids {
+                    match index.image(&id) {
                         Some(image) => {
-                            images.insert(id.clone(), image.clone());
+                            images.insert(id, image.clone());
                         }
-                        None => wanted.push(id.clone()),
+                        None => wanted.push(id),
                     }
                 }
             }
-            None => wanted.extend(image_ids.iter().cloned()),
+            None => wanted.extend(ids),
         }
         let inspects = wanted
             .iter()
             .map(|id| self.bounded(docker.inspect_image(id)));
-        for (id, inspected) in wanted.iter().zip(join_all(inspects).await) {
+        let inspected = join_all(inspects).await;
+        for (id, inspected) in wanted.into_iter().zip(inspected) {
             match inspected {
                 Ok(image) => {
                     if let Some(index) = &self.index {
-                        index.lock().await.remember_image(id, image.clone());
+                        index.lock().await.remember_image(&id, image.clone());
                     }
-                    images.insert(id.clone(), image);
+                    images.insert(id, image);
                 }
-                // An image removed while its container stays: the rebuild falls back to the ID.
                 Err(RuntimeFailure::Api { status: 404, .. }) => log::debug!("image {id} is gone"),
                 Err(failure) => return Err(failure),
             }
         }
-        for record in records.values_mut() {
-            for id in record.containers.iter().filter_map(|c| c.image.as_deref()) {
-                if let Some(image) = images.get(id).filter(|_| !record.images.contains_key(id)) {
-                    record.images.insert(id.to_string(), image.clone());
-                }
-            }
-        }
-        Ok(())
+        Ok(images)
     }
 
     /// The node's containers as Docker lists them; stopped ones too when `all`.
