@@ -427,3 +427,38 @@ fn containers_whose_sandbox_is_gone_still_make_the_pod() {
     );
     assert!(pod["status"].get("startTime").is_none());
 }
+
+#[test]
+fn pulled_images_are_named_by_tag_and_digest() {
+    let mut record = record("control-plane");
+    for image in record.images.values_mut() {
+        image.repo_tags = Some(vec!["registry.k8s.io/kube-scheduler:v1.29.4".to_string()]);
+        image.repo_digests = Some(vec![
+            "registry.k8s.io/kube-scheduler@sha256:d9156baf649cd356bad6be119a62cf137b73956957604275ab8e3008bee96c8f".to_string(),
+        ]);
+    }
+    let pod = serde_json::to_value(rebuild(&record, &context()).expect("pod")).expect("json");
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["image"], "registry.k8s.io/kube-scheduler:v1.29.4");
+    assert_eq!(
+        status["imageID"],
+        "docker-pullable://registry.k8s.io/kube-scheduler@sha256:d9156baf649cd356bad6be119a62cf137b73956957604275ab8e3008bee96c8f"
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["image"],
+        "registry.k8s.io/kube-scheduler:v1.29.4"
+    );
+
+    // An untagged image: its ID stands in for the name.
+    for image in record.images.values_mut() {
+        image.repo_tags = Some(vec!["<none>:<none>".to_string()]);
+        image.repo_digests = None;
+    }
+    let pod = serde_json::to_value(rebuild(&record, &context()).expect("pod")).expect("json");
+    let status = &pod["status"]["containerStatuses"][0];
+    let image_id = status["imageID"].as_str().unwrap_or_default();
+    assert_eq!(
+        format!("docker://{}", status["image"].as_str().unwrap_or("-")),
+        image_id
+    );
+}
