@@ -10,6 +10,7 @@ pub mod collector;
 mod error;
 pub mod host;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod rebuild;
 pub mod runtime;
