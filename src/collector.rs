@@ -1,6 +1,8 @@
 //! Answers "what does this pod look like on this node": asks the runtime, then rebuilds.
 //! The HTTP server and the one-shot `get` command both come through here.
 
+use std::sync::Arc;
+
 use bollard::models::{ContainerSummary, SystemInfo};
 use k8s_openapi::api::core::v1::Pod;
 
@@ -10,7 +12,6 @@ use crate::metrics::Metrics;
 use crate::rebuild::{self, Context, PodRecord};
 use crate::runtime::{DockerRuntime, Scope};
 use crate::settings::Settings;
-use std::sync::Arc;
 
 pub struct Collector {
     runtime: DockerRuntime,
