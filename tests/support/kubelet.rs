@@ -1246,7 +1246,16 @@ async fn settle(docker: &Docker, id: &str, name: &str, inst: &Instance) {
             assert_eq!(got, Some(*code), "container {name} exit code");
         }
         Instance::OomKilled => {
-            let c = util::wait_status(docker, id, &[EXITED], WAIT).await;
+            let mut c = util::wait_status(docker, id, &[EXITED], WAIT).await;
+            // Docker learns of the OOM kill from its own event, which may be handled just
+            // after the exit: give the flag a moment to be set.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while c.state.as_ref().and_then(|s| s.oom_killed) != Some(true)
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                c = util::inspect(docker, id).await;
+            }
             let st = c.state.as_ref().expect("state");
             assert_eq!(
                 st.oom_killed,
