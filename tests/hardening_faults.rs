@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use faults::{Mode, Proxy, client, get, metric, post};
-use pod_detail_collector::server;
 use serde_json::{Value, json};
 use support::service::settings_for;
 use support::{Container, Node, Pod};
@@ -59,11 +58,8 @@ async fn recovers_by_itself_from_every_runtime_fault() {
     let proxy = Proxy::with_mode(Mode::Missing);
     let socket = proxy.socket_path().display().to_string();
     let mut settings = settings_for(&node);
-    settings.docker_host = proxy.docker_host();
     settings.runtime_timeout = Duration::from_secs(1);
-    let running = server::start(settings)
-        .await
-        .expect("the collector starts without a docker socket");
+    let running = proxy.collector(settings).await;
     let base = running.addr;
     let http = client();
     let ask = pod_body(&created.namespace, "web");
@@ -302,9 +298,8 @@ async fn hung_daemon(hang_from_start: bool) {
             Mode::Pass
         });
         let mut settings = settings_for(&node);
-        settings.docker_host = proxy.docker_host();
         settings.runtime_timeout = timeout;
-        let running = server::start(settings).await.expect("start");
+        let running = proxy.collector(settings).await;
         let base = running.addr;
         let http = client();
         let ask = pod_body(&created.namespace, "web");
@@ -410,9 +405,8 @@ async fn containers_vanishing_between_list_and_inspect_are_skipped() {
         )
         .await;
     let proxy = Proxy::start();
-    let mut settings = settings_for(&node);
-    settings.docker_host = proxy.docker_host();
-    let running = server::start(settings).await.expect("start");
+    let settings = settings_for(&node);
+    let running = proxy.collector(settings).await;
     let base = running.addr;
     let http = client();
     let ask = pod_body(&created.namespace, "web");
@@ -486,9 +480,8 @@ async fn metrics_count_requests_latency_and_runtime_errors() {
     let node = Node::new().await;
     let proxy = Proxy::start();
     let mut settings = settings_for(&node);
-    settings.docker_host = proxy.docker_host();
     settings.runtime_timeout = Duration::from_secs(1);
-    let running = server::start(settings).await.expect("start");
+    let running = proxy.collector(settings).await;
     let base = running.addr;
     let http = client();
     let ns = node.ns("metrics");
@@ -605,9 +598,8 @@ async fn metrics_count_requests_latency_and_runtime_errors() {
 async fn missing_socket_is_counted_as_an_unreachable_runtime_error() {
     let node = Node::new().await;
     let proxy = Proxy::with_mode(Mode::Missing);
-    let mut settings = settings_for(&node);
-    settings.docker_host = proxy.docker_host();
-    let running = server::start(settings).await.expect("start");
+    let settings = settings_for(&node);
+    let running = proxy.collector(settings).await;
     let base = running.addr;
     let http = client();
     let answer = post(&http, base, DETAIL, &pod_body("default", "web-0")).await;

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use faults::{Mode, Proxy};
+use pod_detail_collector::Settings;
 use pod_detail_collector::http::request;
-use pod_detail_collector::{Settings, server};
 use proptest::collection::{hash_map, vec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -496,16 +496,13 @@ fn http_layer_answers_every_hostile_body_with_4xx_before_any_runtime_call() {
         .expect("runtime");
     let (running, proxy) = rt.block_on(async {
         let proxy = Proxy::with_mode(Mode::Http500);
-        let running = server::start(Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            docker_host: proxy.docker_host(),
-            node_name: "test-node".into(),
-            runtime_timeout: Duration::from_secs(5),
-            body_limit: BODY_LIMIT,
-            ..Settings::default()
-        })
-        .await
-        .expect("start the collector");
+        let running = proxy
+            .collector(Settings {
+                runtime_timeout: Duration::from_secs(5),
+                body_limit: BODY_LIMIT,
+                ..faults::bare_settings()
+            })
+            .await;
         (running, proxy)
     });
     let base = running.addr;
@@ -619,14 +616,11 @@ fn http_layer_answers_every_hostile_body_with_4xx_before_any_runtime_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_filter_injection_never_reaches_docker() {
     let proxy = Proxy::start();
-    let running = server::start(Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        docker_host: proxy.docker_host(),
-        node_name: "test-node".into(),
-        ..Settings::default()
-    })
-    .await
-    .expect("start");
+    let running = proxy
+        .collector(Settings {
+            ..faults::bare_settings()
+        })
+        .await;
     let http = faults::client();
     let long_name = "a".repeat(254);
     let long_label = format!("{}.b", "a".repeat(64));
@@ -714,15 +708,12 @@ async fn label_filter_injection_never_reaches_docker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_http_requests_answer_4xx() {
     let proxy = Proxy::with_mode(Mode::Http500);
-    let running = server::start(Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        docker_host: proxy.docker_host(),
-        node_name: "test-node".into(),
-        body_limit: 1024,
-        ..Settings::default()
-    })
-    .await
-    .expect("start");
+    let running = proxy
+        .collector(Settings {
+            body_limit: 1024,
+            ..faults::bare_settings()
+        })
+        .await;
     let addr = running.addr;
     let path = "/processor/podDetailCollector";
     let big = "x".repeat(4096);
@@ -824,15 +815,12 @@ async fn malformed_http_requests_answer_4xx() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_limit_answer_leaves_the_connection_usable_or_says_close() {
     let proxy = Proxy::with_mode(Mode::Http500);
-    let running = server::start(Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        docker_host: proxy.docker_host(),
-        node_name: "test-node".into(),
-        body_limit: 1024,
-        ..Settings::default()
-    })
-    .await
-    .expect("start");
+    let running = proxy
+        .collector(Settings {
+            body_limit: 1024,
+            ..faults::bare_settings()
+        })
+        .await;
     let mut stream = tokio::net::TcpStream::connect(running.addr)
         .await
         .expect("connect");

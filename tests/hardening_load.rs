@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use faults::{Mode, Proxy, ServeProcess, client, metric, send};
-use pod_detail_collector::server;
 use serde_json::json;
 use support::service::settings_for;
 use support::{Container, Node, Pod};
@@ -246,9 +245,8 @@ async fn docker_calls_in_flight_are_capped_and_configurable() {
     let mut sent = 0;
     for cap in [2usize, 6] {
         let mut settings = settings_for(&node);
-        settings.docker_host = proxy.docker_host();
         settings.runtime_concurrency = cap;
-        let running = server::start(settings).await.expect("start");
+        let running = proxy.collector(settings).await;
         let base = running.addr;
         // Connect first, then make the daemon slow and send a storm.
         let body = json!({"pod.namespace": ns, "pod.name": "web"});

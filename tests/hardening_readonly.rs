@@ -150,9 +150,8 @@ async fn the_collector_only_ever_reads_from_docker() {
 
     let proxy = Proxy::start();
     let mut settings = settings_for(&node);
-    settings.docker_host = proxy.docker_host();
     settings.runtime_timeout = Duration::from_secs(1);
-    let running = server::start(settings).await.expect("start");
+    let running = proxy.collector(settings).await;
     let base = running.addr;
     let http = client();
     let api_id = created.current("api").to_string();
@@ -251,9 +250,8 @@ async fn the_collector_only_ever_reads_from_docker() {
 
     // The same questions to a collector that keeps pod membership from Docker's event log.
     let mut settings = settings_for(&node);
-    settings.docker_host = proxy.docker_host();
     settings.event_index = true;
-    let indexed = server::start(settings).await.expect("start");
+    let indexed = proxy.collector(settings).await;
     for _ in 0..2 {
         for (processor, body) in &bodies {
             let answer = post(&http, indexed.addr, processor, body).await;

@@ -29,6 +29,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use pod_detail_collector::Settings;
+use pod_detail_collector::server::{self, RunningServer};
+
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// What the proxy does with the next connection or request.
@@ -98,6 +101,16 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Starts a collector whose Docker daemon is this proxy.
+    pub async fn collector(&self, settings: Settings) -> RunningServer {
+        server::start(Settings {
+            docker_host: self.docker_host(),
+            ..settings
+        })
+        .await
+        .expect("start the collector")
+    }
+
     /// A proxy in `Pass` mode in front of the test daemon (`DOCKER_HOST`).
     pub fn start() -> Self {
         Self::with_mode(Mode::Pass)
@@ -653,6 +666,15 @@ pub async fn get(client: &reqwest::Client, base: SocketAddr, path: &str) -> Answ
     send(client, "GET", &url, None)
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// Collector settings for tests that need no node of pods: loopback, a fixed node name.
+pub fn bare_settings() -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().expect("listen address"),
+        node_name: "test-node".into(),
+        ..Settings::default()
+    }
 }
 
 #[cfg(test)]
