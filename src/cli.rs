@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::error::{Error, PodRef, Result};
-use crate::http::request::{self, POD_NAME_KEY, POD_NAMESPACE_KEY};
+use crate::error::Result;
+use crate::pod_ref::PodRef;
 use crate::settings::{self, Settings};
 
 #[derive(Debug, Parser)]
@@ -143,17 +143,7 @@ impl ServeArgs {
 
 impl GetArgs {
     pub fn pod_ref(&self) -> Result<PodRef> {
-        let Some((namespace, name)) = self.pod.split_once('/') else {
-            return Err(Error::BadRequest(format!(
-                "{:?} is not NAMESPACE/NAME",
-                self.pod
-            )));
-        };
-        let context = serde_json::Map::from_iter([
-            (POD_NAMESPACE_KEY.to_string(), namespace.into()),
-            (POD_NAME_KEY.to_string(), name.into()),
-        ]);
-        request::pod_ref(&context)
+        PodRef::parse(&self.pod)
     }
 }
 

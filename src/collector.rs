@@ -6,26 +6,35 @@ use std::sync::Arc;
 use bollard::models::{ContainerSummary, SystemInfo};
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::error::{Error, PodRef, Result};
+use crate::error::{Error, Result};
 use crate::host::HostFiles;
 use crate::metrics::Metrics;
-use crate::rebuild::{self, Context, PodRecord};
-use crate::runtime::{DockerRuntime, Scope};
+use crate::pod_ref::PodRef;
+use crate::rebuild::{self, Context};
+use crate::record::{PodRecord, PodView};
+use crate::runtime::Scope;
+use crate::runtime::docker::DockerRuntime;
 use crate::settings::Settings;
 
 pub struct Collector {
     runtime: DockerRuntime,
+    /// Shared with the blocking threads that read the node's files and rebuild.
+    rebuilder: Arc<Rebuilder>,
+}
+
+/// What turns a pod's record into a Pod: the node's files, then the pure rebuild.
+struct Rebuilder {
     host_files: HostFiles,
     context: Context,
 }
 
 impl Collector {
     pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self> {
-        let host_files = HostFiles {
-            host_proc: settings.host_proc.clone(),
-            manifest_dir: settings.manifest_dir.clone(),
-            node_name: settings.node_name.clone(),
-        };
+        let host_files = HostFiles::new(
+            settings.host_proc.clone(),
+            settings.manifest_dir.clone(),
+            settings.node_name.clone(),
+        );
         let host_ip = settings.host_ip.or_else(|| {
             let detected = host_files.node_ip();
             match detected {
@@ -38,13 +47,15 @@ impl Collector {
         });
         Ok(Collector {
             runtime: DockerRuntime::new(settings, metrics)?,
-            host_files,
-            context: Context {
-                node_name: settings.node_name.clone(),
-                host_ip,
-                reveal_env: settings.reveal_env,
-                kubelet_root: settings.kubelet_root.clone(),
-            },
+            rebuilder: Arc::new(Rebuilder {
+                host_files,
+                context: Context {
+                    node_name: settings.node_name.clone(),
+                    host_ip,
+                    reveal_env: settings.reveal_env,
+                    kubelet_root: settings.kubelet_root.clone(),
+                },
+            }),
         })
     }
 
@@ -54,12 +65,13 @@ impl Collector {
             .pod_records(Scope::Pod(pod))
             .await
             .map_err(|cause| Error::runtime(format!("pod {pod}"), cause))?;
-        records
-            .remove(pod)
-            .and_then(|record| self.rebuild(pod, record))
+        let record = records.remove(pod).unwrap_or_default();
+        self.rebuild(vec![(pod.clone(), record)])
+            .await
+            .pop()
             .ok_or_else(|| Error::PodNotFound {
                 pod: pod.clone(),
-                node: self.context.node_name.clone(),
+                node: self.rebuilder.context.node_name.clone(),
             })
     }
 
@@ -72,10 +84,7 @@ impl Collector {
                 namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}"));
             Error::runtime(format!("pods in {scope}"), cause)
         })?;
-        Ok(records
-            .into_iter()
-            .filter_map(|(pod, record)| self.rebuild(&pod, record))
-            .collect())
+        Ok(self.rebuild(records.into_iter().collect()).await)
     }
 
     pub async fn containers(&self, all: bool) -> Result<Vec<ContainerSummary>> {
@@ -92,16 +101,22 @@ impl Collector {
             .map_err(|cause| Error::runtime("docker info", cause))
     }
 
-    /// Adds what the node's files tell, then rebuilds.
-    fn rebuild(&self, pod: &PodRef, mut record: PodRecord) -> Option<Pod> {
-        record.host = self.host_files.facts(pod, &record);
-        let rebuilt = rebuild::rebuild(&record, &self.context);
-        log::debug!(
-            "pod {pod}: rebuilt from {} containers and {} images",
-            record.containers.len(),
-            record.images.len()
-        );
-        rebuilt
+    /// Adds what the node's files tell, then rebuilds, on a blocking thread: the files are
+    /// read with blocking I/O. Records with nothing the kubelet made give no Pod.
+    async fn rebuild(&self, records: Vec<(PodRef, PodRecord)>) -> Vec<Pod> {
+        let rebuilder = self.rebuilder.clone();
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            records
+                .iter()
+                .filter_map(|(pod, record)| rebuilder.rebuild(pod, record))
+                .collect()
+        })
+        .await;
+        // A rebuild does not panic; if one did, the pods it held are not answered.
+        rebuilt.unwrap_or_else(|err| {
+            log::error!("rebuild failed: {err}");
+            Vec::new()
+        })
     }
 
     /// Whether the runtime answers; the reason when it does not.
@@ -114,5 +129,18 @@ impl Collector {
 
     pub fn docker_host(&self) -> &str {
         self.runtime.host()
+    }
+}
+
+impl Rebuilder {
+    fn rebuild(&self, pod: &PodRef, record: &PodRecord) -> Option<Pod> {
+        let view = PodView::new(record)?;
+        let host = self.host_files.facts(pod, &view);
+        log::debug!(
+            "pod {pod}: rebuilt from {} sandboxes and {} containers",
+            record.sandboxes.len(),
+            record.containers.len()
+        );
+        Some(rebuild::rebuild(&view, &host, &self.context))
     }
 }

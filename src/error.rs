@@ -4,24 +4,17 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Which pod a request is about, as `namespace/name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PodRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl fmt::Display for PodRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+use crate::pod_ref::PodRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The service was started with a setting it cannot use.
     #[error("configuration: {0}")]
     Config(String),
+
+    /// An answer could not be written as JSON.
+    #[error("{subject} could not be serialized: {cause}")]
+    Encoding { subject: String, cause: String },
 
     /// The request body is not what a KubeDiag processor accepts.
     #[error("bad request: {0}")]
@@ -51,7 +44,7 @@ pub enum Error {
     },
 }
 
-/// Why a call to the Docker daemon failed, phrased with the daemon's address.
+/// Why a call to the runtime failed, phrased with the runtime's address.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeFailure {
     #[error("docker daemon at {host} did not answer within {}s", .timeout.as_secs_f32())]

@@ -1,9 +1,15 @@
 //! The rebuild on recorded runtime output: `tests/fixtures/*.json` hold what `docker inspect`
 //! and `docker image inspect` returned for kubelet-made pods (see `scripts/record-fixture`).
+//! Each is converted on load by the Docker backend, as the service does, then rebuilt.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
-use pod_detail_collector::rebuild::{Context, PodRecord, REDACTED, rebuild};
+use bollard::models::{ContainerInspectResponse, ImageInspect};
+use k8s_openapi::api::core::v1::Pod;
+use pod_detail_collector::rebuild::{Context, REDACTED};
+use pod_detail_collector::record::{ContainerId, HostFacts, PodView};
+use pod_detail_collector::runtime::docker::convert::{self, Inspected};
 use serde_json::{Value, json};
 
 fn context() -> Context {
@@ -15,10 +21,38 @@ fn context() -> Context {
     }
 }
 
-fn record(name: &str) -> PodRecord {
+/// A recorded pod as Docker answered it, and what the node's files would add.
+#[derive(Default)]
+struct Recorded {
+    containers: Vec<ContainerInspectResponse>,
+    images: HashMap<String, ImageInspect>,
+    host: HostFacts,
+}
+
+fn record(name: &str) -> Recorded {
     let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
-    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{path}: {err}"))
+    let inspected: Inspected =
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("{path}: {err}"));
+    Recorded {
+        containers: inspected.containers,
+        images: inspected.images,
+        host: HostFacts::default(),
+    }
+}
+
+/// The service's own path: Docker's answers converted to the record, sorted, rebuilt.
+fn rebuild(recorded: &Recorded, context: &Context) -> Option<Pod> {
+    let record = convert::pod_record(&Inspected {
+        containers: recorded.containers.clone(),
+        images: recorded.images.clone(),
+    });
+    let view = PodView::new(&record)?;
+    Some(pod_detail_collector::rebuild::rebuild(
+        &view,
+        &recorded.host,
+        context,
+    ))
 }
 
 fn rebuilt(name: &str, context: &Context) -> Value {
@@ -242,7 +276,7 @@ fn a_container_docker_could_not_start() {
 
 #[test]
 fn no_kubelet_container_is_no_pod() {
-    assert!(rebuild(&PodRecord::default(), &context()).is_none());
+    assert!(rebuild(&Recorded::default(), &context()).is_none());
 }
 
 #[test]
@@ -253,10 +287,13 @@ fn restarted_sandbox_init_container_and_termination_message() {
         "restarted-sandbox-init",
         &format!("/k8s_postgres_postgres-0_db_{uid}_0"),
     );
-    record
-        .host
-        .termination_messages
-        .insert(first_instance.clone(), "database crashed\n".to_string());
+    record.host.termination_messages.insert(
+        ContainerId {
+            runtime: "docker".into(),
+            id: first_instance.clone(),
+        },
+        "database crashed\n".to_string(),
+    );
     record.host.pod_ips = vec![
         "10.244.1.5".parse().expect("literal"),
         "fd00::5".parse().expect("literal"),

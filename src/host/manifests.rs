@@ -2,73 +2,133 @@
 //! is the manifest's name plus `-<nodeName>`. The manifest holds what Docker cannot (probes,
 //! restart policy, tolerations, volume names…).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::error::PodRef;
+use crate::pod_ref::PodRef;
 
 /// Files larger than this are not manifests.
 const MANIFEST_SIZE_LIMIT: u64 = 1024 * 1024;
 
-/// The manifest that the static pod `pod` was made from, if the directory holds it.
-pub fn find(dir: &Path, pod: &PodRef, node_name: &str) -> Option<Pod> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) => {
-            log::debug!("static pod {pod}: cannot read {}: {err}", dir.display());
+/// The manifest directory, each file parsed once until it changes (by modification time and
+/// size): a diagnosis storm must not re-parse every manifest per request.
+pub struct Manifests {
+    dir: PathBuf,
+    parsed: Mutex<HashMap<PathBuf, Parsed>>,
+}
+
+#[derive(Clone)]
+struct Parsed {
+    modified: Option<SystemTime>,
+    len: u64,
+    /// `None`: not a manifest the kubelet would run.
+    pod: Option<Arc<Pod>>,
+}
+
+impl Manifests {
+    pub fn new(dir: PathBuf) -> Self {
+        Manifests {
+            dir,
+            parsed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The manifest that the static pod `pod` was made from, if the directory holds it.
+    pub fn find(&self, pod: &PodRef, node_name: &str) -> Option<Pod> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                log::debug!(
+                    "static pod {pod}: cannot read {}: {err}",
+                    self.dir.display()
+                );
+                return None;
+            }
+        };
+        let mut candidates = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(manifest) = self.read(&path) else {
+                continue;
+            };
+            let Some(name) = manifest.metadata.name.as_deref() else {
+                continue;
+            };
+            let namespace = manifest.metadata.namespace.as_deref().unwrap_or("default");
+            if namespace != pod.namespace {
+                continue;
+            }
+            if !node_name.is_empty() && pod.name == format!("{name}-{node_name}") {
+                log::debug!("static pod {pod}: spec from {}", path.display());
+                return Some(Pod::clone(&manifest));
+            }
+            // The node name the collector was given may differ from the kubelet's.
+            if pod
+                .name
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('-'))
+            {
+                candidates.push(manifest);
+            }
+        }
+        if candidates.len() == 1 {
+            return candidates.pop().map(|manifest| Pod::clone(&manifest));
+        }
+        None
+    }
+
+    /// One manifest file, from the cache while it is unchanged.
+    fn read(&self, path: &Path) -> Option<Arc<Pod>> {
+        let file_name = path.file_name()?.to_str()?;
+        if file_name.starts_with('.') {
             return None;
         }
-    };
-    let mut candidates = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Some(manifest) = read(&path) else {
-            continue;
-        };
-        let Some(name) = manifest.metadata.name.as_deref() else {
-            continue;
-        };
-        let namespace = manifest.metadata.namespace.as_deref().unwrap_or("default");
-        if namespace != pod.namespace {
-            continue;
+        let metadata = std::fs::metadata(path).ok()?;
+        if !metadata.is_file() || metadata.len() > MANIFEST_SIZE_LIMIT {
+            return None;
         }
-        if !node_name.is_empty() && pod.name == format!("{name}-{node_name}") {
-            log::debug!("static pod {pod}: spec from {}", path.display());
-            return Some(manifest);
-        }
-        // The node name the collector was given may differ from the kubelet's.
-        if pod
-            .name
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.starts_with('-'))
+        let (modified, len) = (metadata.modified().ok(), metadata.len());
+        let mut parsed = self
+            .parsed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(known) = parsed.get(path)
+            && known.modified.is_some()
+            && known.modified == modified
+            && known.len == len
         {
-            candidates.push(manifest);
+            return known.pod.clone();
         }
+        let pod = parse(path).map(Arc::new);
+        // Files come and go: forget those that are gone before remembering more.
+        parsed.retain(|known, _| known.exists());
+        parsed.insert(
+            path.to_path_buf(),
+            Parsed {
+                modified,
+                len,
+                pod: pod.clone(),
+            },
+        );
+        pod
     }
-    if candidates.len() == 1 {
-        return candidates.pop();
-    }
-    None
 }
 
 /// One manifest file, YAML or JSON, as the kubelet reads them (dot files are skipped).
-fn read(path: &Path) -> Option<Pod> {
-    let file_name = path.file_name()?.to_str()?;
-    if file_name.starts_with('.') {
-        return None;
-    }
-    let metadata = std::fs::metadata(path).ok()?;
-    if !metadata.is_file() || metadata.len() > MANIFEST_SIZE_LIMIT {
-        return None;
-    }
-    let text = std::fs::read_to_string(path).ok()?;
-    let parsed = match path.extension().and_then(|ext| ext.to_str()) {
-        Some("json") => serde_json::from_str::<Pod>(&text).map_err(|err| err.to_string()),
-        Some("yaml" | "yml") => serde_saphyr::from_str::<Pod>(&text).map_err(|err| err.to_string()),
+fn parse(path: &Path) -> Option<Pod> {
+    let parse_as = match path.extension().and_then(|ext| ext.to_str()) {
+        Some("json") => |text: &str| serde_json::from_str::<Pod>(text).map_err(|e| e.to_string()),
+        Some("yaml" | "yml") => {
+            |text: &str| serde_saphyr::from_str::<Pod>(text).map_err(|e| e.to_string())
+        }
         _ => return None,
     };
-    parsed
+    let text = std::fs::read_to_string(path).ok()?;
+    parse_as(&text)
         .map_err(|err| log::debug!("ignoring manifest {}: {err}", path.display()))
         .ok()
 }
@@ -95,6 +155,8 @@ mod tests {
             namespace: "kube-system".into(),
             name: name.into(),
         };
+        let manifests = Manifests::new(dir.clone());
+        let find = |_: &Path, pod: &PodRef, node: &str| manifests.find(pod, node);
         let found = find(&dir, &pod("kube-scheduler-n1"), "n1").expect("manifest");
         assert_eq!(
             found.spec.and_then(|s| s.priority_class_name).as_deref(),
@@ -115,6 +177,14 @@ mod tests {
             )
             .is_none()
         );
+        // A changed file is read again; an unchanged one comes from the cache.
+        std::fs::write(
+            dir.join("etcd.json"),
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"etcd","namespace":"kube-system"},"spec":{"priorityClassName":"changed","containers":[{"name":"etcd"}]}}"#,
+        )
+        .expect("write");
+        let changed = find(&dir, &pod("etcd-n1"), "n1").and_then(|p| p.spec?.priority_class_name);
+        assert_eq!(changed.as_deref(), Some("changed"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,6 +1,7 @@
-//! What the node's own files tell about a pod, beyond Docker: CNI addresses in the sandbox's
+//! What the node's own files tell about a pod, beyond the runtime: addresses in the sandbox's
 //! network namespace, termination-message files, static pod manifests, the node's address.
-//! Read-only, best effort: a file that cannot be read leaves its field out.
+//! Read-only, best effort: a file that cannot be read leaves its field out. Blocking: call it
+//! off the async workers.
 
 pub mod manifests;
 pub mod netns;
@@ -9,9 +10,9 @@ use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::error::PodRef;
-use crate::rebuild::kubelet::{self, Instance, RunState};
-use crate::rebuild::{HostFacts, PodRecord, PodView};
+use crate::kubelet;
+use crate::pod_ref::PodRef;
+use crate::record::{HostFacts, Instance, PodView, Sandbox, SandboxState};
 
 /// The kubelet reads at most this much of a termination-message file.
 const TERMINATION_MESSAGE_LIMIT: u64 = 4096;
@@ -19,21 +20,25 @@ const TERMINATION_MESSAGE_LIMIT: u64 = 4096;
 const POD_INTERFACE: &str = "eth0";
 
 pub struct HostFiles {
-    pub host_proc: PathBuf,
-    pub manifest_dir: PathBuf,
-    pub node_name: String,
+    host_proc: PathBuf,
+    manifests: manifests::Manifests,
+    node_name: String,
 }
 
 impl HostFiles {
-    /// Reads what the host holds for the pod in `record`.
-    pub fn facts(&self, pod: &PodRef, record: &PodRecord) -> HostFacts {
-        let Some(view) = PodView::new(record) else {
-            return HostFacts::default();
-        };
+    pub fn new(host_proc: PathBuf, manifest_dir: PathBuf, node_name: String) -> Self {
+        HostFiles {
+            host_proc,
+            manifests: manifests::Manifests::new(manifest_dir),
+            node_name,
+        }
+    }
+
+    /// Reads what the host holds for the pod.
+    pub fn facts(&self, pod: &PodRef, view: &PodView) -> HostFacts {
         let mut facts = HostFacts {
             pod_ips: view
                 .sandbox
-                .as_ref()
                 .map(|sandbox| self.cni_addresses(sandbox))
                 .unwrap_or_default(),
             ..HostFacts::default()
@@ -47,32 +52,22 @@ impl HostFiles {
             if let Some(message) = termination_message(instance) {
                 facts
                     .termination_messages
-                    .insert(instance.id.to_string(), message);
+                    .insert(instance.id.clone(), message);
             }
         }
-        let is_static = view
-            .sandbox
-            .as_ref()
-            .and_then(|s| s.annotation(kubelet::CONFIG_SOURCE))
-            == Some("file");
-        if is_static {
-            facts.manifest = manifests::find(&self.manifest_dir, pod, &self.node_name);
+        if view.pod_annotation(kubelet::CONFIG_SOURCE) == Some("file") {
+            facts.manifest = self.manifests.find(pod, &self.node_name);
         }
         facts
     }
 
-    /// Addresses a CNI plugin gave the pod. Docker knows none of them (`NetworkMode=none`);
-    /// the sandbox's network namespace, seen through its process, does.
-    fn cni_addresses(&self, sandbox: &Instance) -> Vec<IpAddr> {
-        let host = sandbox.inspect.host_config.as_ref();
-        let network_mode = host.and_then(|h| h.network_mode.as_deref());
-        let pid = sandbox
-            .inspect
-            .state
-            .as_ref()
-            .and_then(|s| s.pid)
-            .unwrap_or(0);
-        if network_mode != Some("none") || sandbox.run_state() != RunState::Running || pid <= 0 {
+    /// Addresses a CNI plugin gave the pod where the runtime does not know them; the
+    /// sandbox's network namespace, seen through its process, does.
+    fn cni_addresses(&self, sandbox: &Sandbox) -> Vec<IpAddr> {
+        let Some(pid) = sandbox.pid.filter(|_| sandbox.ips.is_none()) else {
+            return Vec::new();
+        };
+        if sandbox.state != SandboxState::Ready {
             return Vec::new();
         }
         let net_dir = self.host_proc.join(pid.to_string()).join("net");
@@ -99,17 +94,15 @@ impl HostFiles {
 /// The file behind the container's termination-message path, read on the host through the
 /// bind mount's source.
 fn termination_message(instance: &Instance) -> Option<String> {
-    if instance.run_state() != RunState::Exited {
+    if !instance.has_exited() {
         return None;
     }
     let path = instance.annotation(kubelet::TERMINATION_MESSAGE_PATH)?;
     let mount = instance
-        .inspect
         .mounts
-        .as_deref()?
         .iter()
-        .find(|mount| mount.destination.as_deref() == Some(path))?;
-    let source = Path::new(mount.source.as_deref()?);
+        .find(|mount| mount.container_path == path)?;
+    let source = Path::new(&mount.host_path);
     let file = std::fs::File::open(source)
         .map_err(|err| log::debug!("termination message {}: {err}", source.display()))
         .ok()?;

@@ -103,8 +103,27 @@ pub fn routes(
         .or(unknown)
         .unify()
         .with(warp::log::custom(move |info| {
-            metrics.request(info.path(), info.status().as_u16(), info.elapsed())
+            metrics.request(
+                route_of(info.path()),
+                info.status().as_u16(),
+                info.elapsed(),
+            )
         }))
+}
+
+/// A fixed set of route labels, so that scanning for paths cannot grow the metrics.
+fn route_of(path: &str) -> &'static str {
+    if let Some(name) = path.strip_prefix("/processor/")
+        && let Some(processor) = Processor::named(name)
+    {
+        return processor.path();
+    }
+    match path {
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
 }
 
 fn not_found(path: &str) -> Response {
@@ -137,12 +156,8 @@ where
         let body = read_body(headers, body, app.body_limit).await?;
         let context = request::context(&body)?;
         let (subject, result) = processor.answer(&app.collector, &context).await?;
-        let reply =
-            serde_json::to_vec(&json!({ processor.result_key(): result })).map_err(|err| {
-                Error::Config(format!(
-                    "{subject}: the answer could not be serialized: {err}"
-                ))
-            })?;
+        let reply = serde_json::to_vec(&json!({ processor.result_key(): result }))
+            .map_err(|err| processor::encoding(format!("{subject}: the answer"), err))?;
         if reply.len() > REPLY_LIMIT {
             return Err(Error::ReplyTooLarge {
                 subject,

@@ -101,11 +101,16 @@ impl Processor {
 }
 
 fn pod_json(pod: &Pod, what: impl std::fmt::Display) -> Result<String> {
-    rebuild::to_json(pod)
-        .map_err(|err| Error::Config(format!("{what} could not be serialized: {err}")))
+    rebuild::to_json(pod).map_err(|err| encoding(what, err))
 }
 
 fn to_json(value: &impl Serialize, what: impl std::fmt::Display) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|err| Error::Config(format!("{what} could not be serialized: {err}")))
+    serde_json::to_string(value).map_err(|err| encoding(what, err))
+}
+
+pub(super) fn encoding(subject: impl std::fmt::Display, cause: serde_json::Error) -> Error {
+    Error::Encoding {
+        subject: subject.to_string(),
+        cause: cause.to_string(),
+    }
 }

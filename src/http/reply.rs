@@ -11,9 +11,10 @@ pub fn status_of(error: &Error) -> StatusCode {
         Error::BadRequest(_) => StatusCode::BAD_REQUEST,
         Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::PodNotFound { .. } => StatusCode::NOT_FOUND,
-        Error::Runtime { .. } | Error::ReplyTooLarge { .. } | Error::Config(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        Error::Runtime { .. }
+        | Error::ReplyTooLarge { .. }
+        | Error::Encoding { .. }
+        | Error::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

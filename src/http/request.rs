@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, PodRef, Result};
+use crate::error::{Error, Result};
+use crate::pod_ref::{self, PodRef};
 
 pub const POD_NAMESPACE_KEY: &str = "pod.namespace";
 pub const POD_NAME_KEY: &str = "pod.name";
@@ -28,13 +29,7 @@ pub fn context(body: &[u8]) -> Result<Map<String, Value>> {
 pub fn pod_ref(context: &Map<String, Value>) -> Result<PodRef> {
     let namespace = required(context, POD_NAMESPACE_KEY)?;
     let name = required(context, POD_NAME_KEY)?;
-    // Validated before any runtime call: the values end up in Docker's label filter.
-    check_name(POD_NAMESPACE_KEY, namespace, 63, false)?;
-    check_name(POD_NAME_KEY, name, 253, true)?;
-    Ok(PodRef {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    })
+    PodRef::new((POD_NAMESPACE_KEY, namespace), (POD_NAME_KEY, name))
 }
 
 /// `pod.namespace` when the request narrows to one namespace; absent or empty means all.
@@ -46,7 +41,7 @@ pub fn optional_namespace(context: &Map<String, Value>) -> Result<Option<&str>> 
         return Ok(None);
     }
     let namespace = required(context, POD_NAMESPACE_KEY)?;
-    check_name(POD_NAMESPACE_KEY, namespace, 63, false)?;
+    pod_ref::check_namespace(POD_NAMESPACE_KEY, namespace)?;
     Ok(Some(namespace))
 }
 
@@ -79,38 +74,6 @@ fn required<'a>(context: &'a Map<String, Value>, key: &str) -> Result<&'a str> {
         ))),
         None => Err(Error::BadRequest(format!("\"{key}\" is missing"))),
     }
-}
-
-/// Kubernetes names: RFC 1123 labels for namespaces, DNS subdomains (labels joined by dots)
-/// for pods.
-fn check_name(key: &str, value: &str, max_len: usize, dots: bool) -> Result<()> {
-    let label_ok = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
-    let ok = value.len() <= max_len
-        && if dots {
-            value.split('.').all(label_ok)
-        } else {
-            label_ok(value)
-        };
-    if ok {
-        return Ok(());
-    }
-    let what = if dots {
-        "a DNS subdomain"
-    } else {
-        "an RFC 1123 label"
-    };
-    let shown: String = value.chars().take(80).collect();
-    Err(Error::BadRequest(format!(
-        "\"{key}\" {shown:?} is not a valid Kubernetes name (expected {what}: lowercase letters, digits and '-', at most {max_len} characters)"
-    )))
 }
 
 fn json_type(value: &Value) -> &'static str {

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use bollard::models::{HostConfig, ImageInspect, MountPoint};
 use k8s_openapi::DeepMerge;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeSource,
@@ -12,18 +11,13 @@ use k8s_openapi::api::core::v1::{
     SecurityContext, Volume, VolumeMount,
 };
 
-use super::kubelet::{self, ContainerKind, Instance};
-use super::{Context, PodView, REDACTED, quantity};
-
-const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
+use super::{Context, REDACTED, quantity};
+use crate::kubelet::{self, ContainerKind, MountSource, mount_source};
+use crate::record::{Instance, Mount, NamespaceMode, PodView, Resources, Security};
 
 pub(super) fn pod_spec(view: &PodView, context: &Context) -> PodSpec {
-    let sandbox_host = view
-        .sandbox
-        .as_ref()
-        .and_then(|sandbox| sandbox.inspect.host_config.as_ref());
     let host_mode =
-        |mode: Option<&String>| Some(true).filter(|_| mode.is_some_and(|m| m == "host"));
+        |mode: Option<NamespaceMode>| Some(true).filter(|_| mode == Some(NamespaceMode::Node));
 
     let (mut init_containers, mut containers, mut ephemeral) = (Vec::new(), Vec::new(), Vec::new());
     for instance in view.newest() {
@@ -38,8 +32,8 @@ pub(super) fn pod_spec(view: &PodView, context: &Context) -> PodSpec {
     PodSpec {
         node_name: Some(context.node_name.clone()).filter(|name| !name.is_empty()),
         host_network: host_network(view),
-        host_pid: host_mode(sandbox_host.and_then(|h| h.pid_mode.as_ref())),
-        host_ipc: host_mode(sandbox_host.and_then(|h| h.ipc_mode.as_ref())),
+        host_pid: host_mode(view.sandbox.map(|s| s.pid_namespace)),
+        host_ipc: host_mode(view.sandbox.map(|s| s.ipc_namespace)),
         termination_grace_period_seconds: view
             .newest()
             .find_map(|i| i.parsed_annotation(kubelet::TERMINATION_GRACE_PERIOD)),
@@ -51,7 +45,7 @@ pub(super) fn pod_spec(view: &PodView, context: &Context) -> PodSpec {
     }
 }
 
-/// An ephemeral container has the fields of a container (and a few more Docker cannot tell).
+/// An ephemeral container has the fields of a container (and a few more no runtime can tell).
 fn ephemeral_container(container: Container) -> Option<EphemeralContainer> {
     serde_json::to_value(container)
         .and_then(serde_json::from_value)
@@ -116,73 +110,43 @@ pub(super) fn redact_env(spec: &mut PodSpec) {
     }
 }
 
-/// `Some(true)` for host-network pods. The sandbox tells; without one, the kubelet's app
-/// containers join the sandbox's network and, for host-network pods only, the host's UTS
-/// namespace (older kubelets gave them the host network directly).
+/// `Some(true)` for host-network pods. The sandbox tells; without one, its containers do.
 pub(super) fn host_network(view: &PodView) -> Option<bool> {
-    let mode = |instance: &Instance, field: fn(&HostConfig) -> Option<&String>| {
-        instance
-            .inspect
-            .host_config
-            .as_ref()
-            .and_then(field)
-            .map(String::as_str)
-            == Some("host")
-    };
-    let host = match &view.sandbox {
-        Some(sandbox) => mode(sandbox, |h| h.network_mode.as_ref()),
-        None => view.newest().any(|instance| {
-            mode(instance, |h| h.network_mode.as_ref()) || mode(instance, |h| h.uts_mode.as_ref())
-        }),
+    let host = match view.sandbox {
+        Some(sandbox) => sandbox.network == NamespaceMode::Node,
+        None => view.newest().any(|instance| instance.host_network),
     };
     Some(true).filter(|_| host)
 }
 
 fn container(view: &PodView, instance: &Instance, context: &Context) -> Container {
-    let config = instance.inspect.config.as_ref();
-    let image = view.image(instance);
-    let image_config = image.and_then(|image| image.config.as_ref());
-    let host_config = instance.inspect.host_config.as_ref();
-
-    // Docker fills in the image's entrypoint and, when the entrypoint is not overridden, its
-    // cmd; only what differs from the image came from the pod spec.
-    let entrypoint = config
-        .and_then(|c| c.entrypoint.clone())
-        .unwrap_or_default();
-    let cmd = config.and_then(|c| c.cmd.clone()).unwrap_or_default();
-    let image_entrypoint = image_config
-        .and_then(|c| c.entrypoint.clone())
-        .unwrap_or_default();
-    let image_cmd = image_config.and_then(|c| c.cmd.clone()).unwrap_or_default();
-    let command =
-        Some(entrypoint).filter(|e| !e.is_empty() && (image.is_none() || *e != image_entrypoint));
-    let args = Some(cmd)
-        .filter(|c| !c.is_empty() && (image.is_none() || command.is_some() || *c != image_cmd));
-
-    let working_dir = config
-        .and_then(|c| c.working_dir.clone())
-        .filter(|dir| !dir.is_empty())
-        .filter(|dir| image_config.and_then(|c| c.working_dir.as_ref()) != Some(dir));
-
+    let env: Vec<EnvVar> = instance
+        .env
+        .iter()
+        .map(|var| EnvVar {
+            name: var.name.clone(),
+            value: Some(var.value.clone()).filter(|value| !value.is_empty()),
+            value_from: None,
+        })
+        .collect();
     Container {
-        name: instance.container_name.to_string(),
-        image: super::image_name(image).or_else(|| config.and_then(|c| c.image.clone())),
-        command,
-        args,
-        working_dir,
-        env: env(
-            config.and_then(|c| c.env.as_deref()).unwrap_or_default(),
-            image,
-        ),
+        name: instance.name.clone(),
+        image: Some(instance.image.spec.clone()).filter(|image| !image.is_empty()),
+        command: instance.command.clone(),
+        args: instance.args.clone(),
+        working_dir: instance.working_dir.clone(),
+        env: Some(env).filter(|env| !env.is_empty()),
         ports: instance
             .annotation(kubelet::PORTS)
             .and_then(|raw| json_annotation::<Vec<ContainerPort>>(instance, kubelet::PORTS, raw))
             .filter(|ports| !ports.is_empty()),
-        resources: resources(instance),
+        resources: resources(&instance.resources),
         volume_mounts: volume_mounts(instance, view.uid, &context.kubelet_root),
         lifecycle: instance
-            .annotation(PRE_STOP_HANDLER)
-            .and_then(|raw| json_annotation::<LifecycleHandler>(instance, PRE_STOP_HANDLER, raw))
+            .annotation(kubelet::PRE_STOP_HANDLER)
+            .and_then(|raw| {
+                json_annotation::<LifecycleHandler>(instance, kubelet::PRE_STOP_HANDLER, raw)
+            })
             .map(|handler| Lifecycle {
                 pre_stop: Some(handler),
                 ..Lifecycle::default()
@@ -193,10 +157,10 @@ fn container(view: &PodView, instance: &Instance, context: &Context) -> Containe
         termination_message_policy: instance
             .annotation(kubelet::TERMINATION_MESSAGE_POLICY)
             .map(str::to_string),
-        tty: config.and_then(|c| c.tty).filter(|tty| *tty),
-        stdin: config.and_then(|c| c.open_stdin).filter(|stdin| *stdin),
-        stdin_once: config.and_then(|c| c.stdin_once).filter(|once| *once),
-        security_context: host_config.and_then(security_context),
+        tty: Some(true).filter(|_| instance.tty),
+        stdin: Some(true).filter(|_| instance.stdin),
+        stdin_once: Some(true).filter(|_| instance.stdin_once),
+        security_context: security_context(&instance.security),
         ..Container::default()
     }
 }
@@ -211,41 +175,19 @@ fn json_annotation<T: serde::de::DeserializeOwned>(
         .ok()
 }
 
-/// The container's environment minus the image's own entries.
-fn env(entries: &[String], image: Option<&ImageInspect>) -> Option<Vec<EnvVar>> {
-    let image_env = image
-        .and_then(|image| image.config.as_ref())
-        .and_then(|config| config.env.as_deref())
-        .unwrap_or_default();
-    let vars: Vec<EnvVar> = entries
-        .iter()
-        .filter(|entry| !image_env.contains(entry))
-        .map(|entry| {
-            let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
-            EnvVar {
-                name: name.to_string(),
-                value: Some(value.to_string()).filter(|value| !value.is_empty()),
-                value_from: None,
-            }
-        })
-        .collect();
-    Some(vars).filter(|vars| !vars.is_empty())
-}
-
 /// Requests and limits from the cgroup settings the kubelet derived from them. Memory requests
-/// never reach Docker, and a cpu request below 2 shares cannot be told from none.
-fn resources(instance: &Instance) -> Option<ResourceRequirements> {
-    let host = instance.inspect.host_config.as_ref()?;
+/// never reach the runtime, and a cpu request below 2 shares cannot be told from none.
+fn resources(resources: &Resources) -> Option<ResourceRequirements> {
     let mut requests = BTreeMap::new();
     let mut limits = BTreeMap::new();
-    if let Some(shares) = host.cpu_shares.filter(|shares| *shares > 2) {
+    if let Some(shares) = resources.cpu_shares.filter(|shares| *shares > 2) {
         requests.insert(
             "cpu".to_string(),
             quantity::cpu_millis((shares * 1000 + 1023) / 1024),
         );
     }
-    if let Some(quota) = host.cpu_quota.filter(|quota| *quota > 0) {
-        let period = host
+    if let Some(quota) = resources.cpu_quota.filter(|quota| *quota > 0) {
+        let period = resources
             .cpu_period
             .filter(|period| *period > 0)
             .unwrap_or(100_000);
@@ -254,7 +196,7 @@ fn resources(instance: &Instance) -> Option<ResourceRequirements> {
             quantity::cpu_millis(quota * 1000 / period),
         );
     }
-    if let Some(memory) = host.memory.filter(|memory| *memory > 0) {
+    if let Some(memory) = resources.memory_limit.filter(|memory| *memory > 0) {
         limits.insert("memory".to_string(), quantity::bytes(memory));
     }
     if requests.is_empty() && limits.is_empty() {
@@ -267,71 +209,34 @@ fn resources(instance: &Instance) -> Option<ResourceRequirements> {
     })
 }
 
-fn security_context(host: &HostConfig) -> Option<SecurityContext> {
+fn security_context(security: &Security) -> Option<SecurityContext> {
+    let listed = |caps: &Vec<String>| Some(caps.clone()).filter(|caps| !caps.is_empty());
     let capabilities = Capabilities {
-        add: host.cap_add.clone().filter(|caps| !caps.is_empty()),
-        drop: host.cap_drop.clone().filter(|caps| !caps.is_empty()),
+        add: listed(&security.capabilities_add),
+        drop: listed(&security.capabilities_drop),
     };
     let context = SecurityContext {
-        privileged: host.privileged.filter(|p| *p),
-        read_only_root_filesystem: host.readonly_rootfs.filter(|r| *r),
+        privileged: Some(true).filter(|_| security.privileged),
+        read_only_root_filesystem: Some(true).filter(|_| security.read_only_root_filesystem),
         capabilities: Some(capabilities).filter(|c| c.add.is_some() || c.drop.is_some()),
         ..SecurityContext::default()
     };
     Some(context).filter(|c| *c != SecurityContext::default())
 }
 
-/// Where a bind mount's source comes from, told by the kubelet's directory layout.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum MountSource<'a> {
-    /// `<root>/pods/<uid>/volumes/<plugin>/<name>`; the plugin dir uses `~` for `/`.
-    Volume { plugin: String, name: &'a str },
-    /// `<root>/pods/<uid>/volume-subpaths/<name>/<container>/<index>`.
-    SubPath { name: &'a str },
-    /// The termination-log file and `/etc/hosts`: the kubelet's plumbing, not volumes.
-    Plumbing,
-    /// Anything else: a host path.
-    Host,
-}
-
-pub(super) fn mount_source<'a>(source: &'a str, uid: &str, kubelet_root: &Path) -> MountSource<'a> {
-    let pod_dir = kubelet_root.join("pods").join(uid);
-    let Ok(rest) = Path::new(source).strip_prefix(&pod_dir) else {
-        return MountSource::Host;
-    };
-    let parts: Vec<&str> = rest.iter().filter_map(|part| part.to_str()).collect();
-    match parts.as_slice() {
-        ["volumes", plugin, name, ..] => MountSource::Volume {
-            plugin: plugin.replace('~', "/"),
-            name,
-        },
-        ["volume-subpaths", name, ..] => MountSource::SubPath { name },
-        _ => MountSource::Plumbing,
-    }
-}
-
 /// The bind mounts that are pod volumes, with the name the volume is known by.
 fn pod_mounts<'a>(
-    instance: &Instance<'a>,
+    instance: &'a Instance,
     uid: &'a str,
     kubelet_root: &'a Path,
-) -> impl Iterator<Item = (&'a MountPoint, MountSource<'a>)> + 'a {
-    instance
-        .inspect
-        .mounts
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        // Docker's own volumes are not the kubelet's; the kubelet only binds.
-        .filter(|mount| mount.typ.as_deref().is_none_or(|typ| typ == "bind"))
-        .filter(|mount| mount.destination.is_some())
-        .filter_map(move |mount| {
-            let source = mount_source(mount.source.as_deref()?, uid, kubelet_root);
-            (source != MountSource::Plumbing).then_some((mount, source))
-        })
+) -> impl Iterator<Item = (&'a Mount, MountSource<'a>)> + 'a {
+    instance.mounts.iter().filter_map(move |mount| {
+        let source = mount_source(&mount.host_path, uid, kubelet_root);
+        (source != MountSource::Plumbing).then_some((mount, source))
+    })
 }
 
-/// A host-path volume's name is not in Docker; it is made from the path, so that the same path
+/// A host-path volume's name is not in the runtime; it is made from the path, so that the same path
 /// always has the same name (`/etc/kubernetes/pki` → `hostpath-etc-kubernetes-pki`).
 pub(super) fn host_path_volume_name(path: &str) -> String {
     let mut name = String::from("hostpath");
@@ -346,12 +251,10 @@ pub(super) fn host_path_volume_name(path: &str) -> String {
     name.trim_end_matches('-').to_string()
 }
 
-fn volume_name(mount: &MountPoint, source: &MountSource) -> String {
+fn volume_name(mount: &Mount, source: &MountSource) -> String {
     match source {
         MountSource::Volume { name, .. } | MountSource::SubPath { name } => name.to_string(),
-        MountSource::Host | MountSource::Plumbing => {
-            host_path_volume_name(mount.source.as_deref().unwrap_or_default())
-        }
+        MountSource::Host | MountSource::Plumbing => host_path_volume_name(&mount.host_path),
     }
 }
 
@@ -359,8 +262,8 @@ fn volume_mounts(instance: &Instance, uid: &str, kubelet_root: &Path) -> Option<
     let volume_mounts: Vec<VolumeMount> = pod_mounts(instance, uid, kubelet_root)
         .map(|(mount, source)| VolumeMount {
             name: volume_name(mount, &source),
-            mount_path: mount.destination.clone().unwrap_or_default(),
-            read_only: Some(true).filter(|_| mount.rw == Some(false)),
+            mount_path: mount.container_path.clone(),
+            read_only: Some(true).filter(|_| mount.read_only),
             ..VolumeMount::default()
         })
         .collect();
@@ -384,7 +287,7 @@ fn volumes(view: &PodView, kubelet_root: &Path) -> Option<Vec<Volume>> {
             match source {
                 MountSource::Host => {
                     volume.host_path = Some(HostPathVolumeSource {
-                        path: mount.source.clone().unwrap_or_default(),
+                        path: mount.host_path.clone(),
                         type_: None,
                     })
                 }
@@ -418,52 +321,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kubelet_paths_name_their_volumes() {
-        let root = Path::new("/var/lib/kubelet");
-        assert_eq!(
-            mount_source(
-                "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~secret/token",
-                "u1",
-                root
-            ),
-            MountSource::Volume {
-                plugin: "kubernetes.io/secret".to_string(),
-                name: "token"
-            }
-        );
-        assert_eq!(
-            mount_source("/var/lib/kubelet/pods/u1/etc-hosts", "u1", root),
-            MountSource::Plumbing
-        );
-        assert_eq!(
-            mount_source("/var/lib/kubelet/pods/u1/containers/app/1a2b", "u1", root),
-            MountSource::Plumbing
-        );
-        assert_eq!(
-            mount_source("/etc/kubernetes/scheduler.conf", "u1", root),
-            MountSource::Host
-        );
-        // Another pod's directory is not this pod's volume.
-        assert_eq!(
-            mount_source("/var/lib/kubelet/pods/u2/volumes/x/y", "u1", root),
-            MountSource::Host
-        );
-    }
-
-    #[test]
-    fn image_env_is_subtracted_and_values_redacted_later() {
-        let entries = vec!["PATH=/bin".to_string(), "DB_PASSWORD=hunter2".to_string()];
-        let image: ImageInspect = serde_json::from_value(serde_json::json!({
-            "Config": {"Env": ["PATH=/bin"]}
-        }))
-        .unwrap_or_default();
-        let vars = env(&entries, Some(&image)).unwrap_or_default();
-        assert_eq!(vars.len(), 1);
-        assert_eq!(vars[0].name, "DB_PASSWORD");
-        assert_eq!(vars[0].value.as_deref(), Some("hunter2"));
+    fn env_values_are_redacted_wherever_they_came_from() {
         let mut spec = PodSpec {
             containers: vec![Container {
-                env: Some(vars),
+                env: Some(vec![EnvVar {
+                    name: "DB_PASSWORD".into(),
+                    value: Some("hunter2".into()),
+                    value_from: None,
+                }]),
                 ..Container::default()
             }],
             ..PodSpec::default()

@@ -7,8 +7,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::kubelet::{ContainerKind, Instance, RunState};
-use super::{Context, HostFacts, PodView, spec};
+use super::{Context, spec};
+use crate::kubelet::ContainerKind;
+use crate::record::{HostFacts, Instance, PodView, SandboxState, State};
 
 pub(super) fn pod_status(
     view: &PodView,
@@ -16,11 +17,11 @@ pub(super) fn pod_status(
     host: &HostFacts,
     context: &Context,
 ) -> PodStatus {
-    let status_of = |history: &Vec<Instance>| {
+    let status_of = |history: &Vec<&Instance>| {
         let newest = history.first()?;
         Some((
             newest.kind(),
-            container_status(view, newest, history.get(1), host),
+            container_status(newest, history.get(1).copied(), host),
         ))
     };
     let (mut init_statuses, mut statuses, mut ephemeral_statuses) =
@@ -52,7 +53,7 @@ pub(super) fn pod_status(
             waiting.reason = Some("PodInitializing".to_string());
         }
     }
-    // Containers the spec names (from a static pod's manifest) that Docker has not made yet.
+    // Containers the spec names (from a static pod's manifest) that the runtime has not made yet.
     let not_created = |statuses: &Vec<ContainerStatus>, containers: &[Container], reason: &str| {
         containers
             .iter()
@@ -88,7 +89,7 @@ pub(super) fn pod_status(
             .map(|ip| vec![HostIP { ip: ip.to_string() }]),
         pod_ip: pod_ips.first().map(|ip| ip.ip.clone()),
         pod_ips: Some(pod_ips).filter(|ips| !ips.is_empty()),
-        start_time: view.sandbox.as_ref().and_then(|s| s.started_at()).map(Time),
+        start_time: view.sandbox.and_then(|s| s.started).map(Time),
         qos_class: qos_class(view).map(str::to_string),
         init_container_statuses: Some(init_statuses).filter(|s| !s.is_empty()),
         container_statuses: Some(statuses).filter(|s| !s.is_empty()),
@@ -120,7 +121,7 @@ fn waiting_status(container: &Container, reason: &str) -> ContainerStatus {
 }
 
 /// The kubelet's conditions (`pkg/kubelet/status/generate.go`), with its reasons and
-/// messages. Transition times are not in Docker.
+/// messages. Transition times are not in the runtime.
 fn conditions(
     phase: &str,
     pending_init: &[&str],
@@ -176,85 +177,77 @@ fn conditions(
 }
 
 fn container_status(
-    view: &PodView,
     newest: &Instance,
     previous: Option<&Instance>,
     host: &HostFacts,
 ) -> ContainerStatus {
-    let running = newest.run_state() == RunState::Running;
-    let succeeded = newest.run_state() == RunState::Exited
-        && newest.inspect.state.as_ref().and_then(|s| s.exit_code) == Some(0);
-    // App containers: probe results are not in Docker, so running is the most that can be
-    // said. Init containers have no probes: the kubelet calls them ready once they succeeded.
+    let running = newest.is_running();
+    // App containers: probe results are not in the runtime, so running is the most that can
+    // be said. Init containers have no probes: the kubelet calls them ready once they
+    // succeeded.
     let ready = match newest.kind() {
-        ContainerKind::Init => succeeded,
+        ContainerKind::Init => newest.succeeded(),
         ContainerKind::App | ContainerKind::Ephemeral => running,
     };
-    let image = view.image(newest);
-    let image_id = newest.image_id().unwrap_or_default();
-    let repo_digest = image
-        .and_then(|image| image.repo_digests.as_ref())
-        .and_then(|digests| digests.first());
     ContainerStatus {
-        name: newest.container_name.to_string(),
+        name: newest.name.clone(),
         state: Some(state(newest, host)),
         last_state: previous
-            .filter(|p| p.run_state() == RunState::Exited)
-            .map(|p| ContainerState {
-                terminated: Some(terminated(p, host)),
+            .filter(|p| p.has_exited())
+            .and_then(|p| terminated(p, host))
+            .map(|terminated| ContainerState {
+                terminated: Some(terminated),
                 ..ContainerState::default()
             }),
         restart_count: newest.restart_count().unwrap_or_default(),
-        container_id: Some(container_id(newest)),
-        image: super::image_name(image).unwrap_or_else(|| image_id.to_string()),
-        image_id: match repo_digest {
-            Some(digest) => format!("docker-pullable://{digest}"),
-            None => format!("docker://{image_id}"),
-        },
+        container_id: Some(newest.id.to_string()),
+        image: newest.image.status.clone(),
+        image_id: newest.image.id.clone(),
         ready,
         started: Some(running),
         ..ContainerStatus::default()
     }
 }
 
-fn container_id(instance: &Instance) -> String {
-    format!("docker://{}", instance.id)
-}
-
 fn state(instance: &Instance, host: &HostFacts) -> ContainerState {
-    match instance.run_state() {
-        RunState::Running => ContainerState {
+    match &instance.state {
+        State::Running { started } => ContainerState {
             running: Some(ContainerStateRunning {
-                started_at: instance.started_at().map(Time),
+                started_at: started.map(Time),
             }),
             ..ContainerState::default()
         },
-        RunState::Created => ContainerState {
+        State::Created => ContainerState {
             waiting: Some(ContainerStateWaiting {
                 reason: Some("ContainerCreating".to_string()),
                 message: None,
             }),
             ..ContainerState::default()
         },
-        RunState::Exited => ContainerState {
-            terminated: Some(terminated(instance, host)),
+        State::Exited { .. } => ContainerState {
+            terminated: terminated(instance, host),
             ..ContainerState::default()
         },
     }
 }
 
-fn terminated(instance: &Instance, host: &HostFacts) -> ContainerStateTerminated {
-    let state = instance.inspect.state.as_ref();
-    let exit_code = state
-        .and_then(|s| s.exit_code)
-        .and_then(|code| i32::try_from(code).ok())
-        .unwrap_or_default();
-    let oom_killed = state.and_then(|s| s.oom_killed) == Some(true);
+/// `None` unless the instance exited.
+fn terminated(instance: &Instance, host: &HostFacts) -> Option<ContainerStateTerminated> {
+    let State::Exited {
+        exit_code,
+        reason,
+        message,
+        started,
+        finished,
+    } = &instance.state
+    else {
+        return None;
+    };
     // The runtime's error, then what the container wrote to its termination-message file.
     let message = [
-        state.and_then(|s| s.error.as_deref()),
+        message.as_deref(),
         host.termination_messages
-            .get(instance.id)
+            .get(&instance.id)
             .map(String::as_str),
     ]
     .into_iter()
@@ -263,39 +256,32 @@ fn terminated(instance: &Instance, host: &HostFacts) -> ContainerStateTerminated
     .collect::<Vec<_>>()
     .join("\n");
     let message = Some(message).filter(|m| !m.is_empty());
-    let finished_at = instance.finished_at();
-
-    // Docker never started it (bad command, missing mount): no times of its own.
-    if finished_at.is_none() && exit_code != 0 {
-        let created = instance.created.map(Time);
-        return ContainerStateTerminated {
-            exit_code,
-            reason: Some("ContainerCannotRun".to_string()),
-            message,
-            started_at: created.clone(),
-            finished_at: created,
-            container_id: Some(container_id(instance)),
-            signal: None,
-        };
-    }
-    let reason = match (oom_killed, exit_code) {
-        (true, _) => "OOMKilled",
-        (false, 0) => "Completed",
-        (false, _) => "Error",
+    let reason = reason.clone().unwrap_or_else(|| {
+        match (instance.oom_killed, exit_code) {
+            (true, _) => "OOMKilled",
+            (false, 0) => "Completed",
+            (false, _) => "Error",
+        }
+        .to_string()
+    });
+    // It never ran (bad command, missing mount): no times of its own but its creation.
+    let (started, finished) = match finished {
+        None if *exit_code != 0 => (instance.created, instance.created),
+        _ => (*started, *finished),
     };
-    ContainerStateTerminated {
-        exit_code,
-        reason: Some(reason.to_string()),
+    Some(ContainerStateTerminated {
+        exit_code: *exit_code,
+        reason: Some(reason),
         message,
-        started_at: instance.started_at().map(Time),
-        finished_at: finished_at.map(Time),
-        container_id: Some(container_id(instance)),
+        started_at: started.map(Time),
+        finished_at: finished.map(Time),
+        container_id: Some(instance.id.to_string()),
         signal: None,
-    }
+    })
 }
 
-/// The kubelet decides the phase with the restart policy, which Docker does not hold. The
-/// sandbox stands in for it: the kubelet stops the sandbox once a pod is finished.
+/// The kubelet decides the phase with the restart policy, which the runtime does not hold.
+/// The sandbox stands in for it: the kubelet stops the sandbox once a pod is finished.
 fn phase(view: &PodView) -> &'static str {
     // Init containers running alone keep the pod pending.
     let ever_started = view
@@ -307,18 +293,15 @@ fn phase(view: &PodView) -> &'static str {
     if !ever_started {
         return "Pending";
     }
-    let sandbox_running = view
-        .sandbox
-        .as_ref()
-        .is_some_and(|s| s.run_state() == RunState::Running);
-    if sandbox_running || view.newest().any(|i| i.run_state() == RunState::Running) {
+    let sandbox_running = view.sandbox.is_some_and(|s| s.state == SandboxState::Ready);
+    if sandbox_running || view.newest().any(Instance::is_running) {
         return "Running";
     }
-    let all_succeeded = view.newest().all(|instance| {
-        instance.run_state() == RunState::Exited
-            && instance.inspect.state.as_ref().and_then(|s| s.exit_code) == Some(0)
-    });
-    if all_succeeded { "Succeeded" } else { "Failed" }
+    if view.newest().all(Instance::succeeded) {
+        "Succeeded"
+    } else {
+        "Failed"
+    }
 }
 
 fn pod_ips(view: &PodView, host: &HostFacts, context: &Context) -> Vec<PodIP> {
@@ -329,48 +312,25 @@ fn pod_ips(view: &PodView, host: &HostFacts, context: &Context) -> Vec<PodIP> {
             .into_iter()
             .collect();
     }
-    // Under CNI only the sandbox's network namespace knows the addresses.
-    if !host.pod_ips.is_empty() {
-        return host
-            .pod_ips
-            .iter()
-            .map(|ip| PodIP { ip: ip.to_string() })
-            .collect();
-    }
-    // On the Docker bridge the sandbox's network settings hold the address.
-    let Some(networks) = view
-        .sandbox
-        .as_ref()
-        .and_then(|s| s.inspect.network_settings.as_ref())
-        .and_then(|n| n.networks.as_ref())
-    else {
-        return Vec::new();
+    // Where the runtime cannot tell (CNI on Docker), the sandbox's network namespace does.
+    let ips = if host.pod_ips.is_empty() {
+        view.sandbox
+            .and_then(|s| s.ips.as_deref())
+            .unwrap_or_default()
+    } else {
+        &host.pod_ips
     };
-    let mut ips = Vec::new();
-    for endpoint in networks.values() {
-        for ip in [&endpoint.ip_address, &endpoint.global_ipv6_address]
-            .into_iter()
-            .flatten()
-        {
-            if !ip.is_empty() && !ips.iter().any(|known: &PodIP| &known.ip == ip) {
-                ips.push(PodIP { ip: ip.clone() });
-            }
-        }
-    }
-    ips
+    ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect()
 }
 
 /// The QoS class, from the cgroup the kubelet placed the pod in, else from the OOM score it
 /// gave the containers. The sandbox's settings are fixed by the kubelet and say nothing.
 fn qos_class(view: &PodView) -> Option<&'static str> {
-    let instances = || view.newest().chain(view.sandbox.as_ref());
-    let from_cgroup = instances().find_map(|instance| {
-        let parent = instance
-            .inspect
-            .host_config
-            .as_ref()?
-            .cgroup_parent
-            .as_deref()?;
+    let parents = view
+        .newest()
+        .map(|instance| instance.cgroup_parent.as_deref())
+        .chain(view.sandbox.map(|sandbox| sandbox.cgroup_parent.as_deref()));
+    let from_cgroup = parents.flatten().find_map(|parent| {
         let parent = parent.to_ascii_lowercase();
         if parent.contains("besteffort") {
             Some("BestEffort")
@@ -383,13 +343,12 @@ fn qos_class(view: &PodView) -> Option<&'static str> {
         }
     });
     from_cgroup.or_else(|| {
-        view.newest().find_map(|instance| {
-            match instance.inspect.host_config.as_ref()?.oom_score_adj? {
+        view.newest()
+            .find_map(|instance| match instance.resources.oom_score_adj? {
                 -998 | -997 => Some("Guaranteed"),
                 1000 => Some("BestEffort"),
                 2..=999 => Some("Burstable"),
                 _ => None,
-            }
-        })
+            })
     })
 }

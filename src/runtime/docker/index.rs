@@ -13,9 +13,9 @@ use std::collections::HashMap;
 
 use bollard::models::{EventMessage, EventMessageTypeEnum, ImageInspect};
 
-use super::Scope;
-use crate::error::PodRef;
-use crate::rebuild::kubelet::{POD_NAME_LABEL, POD_NAMESPACE_LABEL};
+use crate::kubelet::{POD_NAME_LABEL, POD_NAMESPACE_LABEL};
+use crate::pod_ref::PodRef;
+use crate::runtime::Scope;
 
 /// Docker's in-memory event log holds this many events; a window that returns as many may
 /// have lost older ones.
