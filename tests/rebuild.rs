@@ -312,6 +312,11 @@ fn restarted_sandbox_init_container_and_termination_message() {
         .and_then(|c| c.state.as_ref()?.started_at.clone())
         .unwrap_or_default();
     let start_time = pod["status"]["startTime"].as_str().unwrap_or("-");
+    // Both to the second, and both there: two missing times are not equal times.
+    assert!(
+        sandbox_start.get(..19).is_some(),
+        "the fixture's sandbox has no start time: {sandbox_start:?}"
+    );
     assert_eq!(sandbox_start.get(..19), start_time.get(..19));
     assert_eq!(pod["status"]["phase"], "Running");
     assert_eq!(pod["status"]["qosClass"], "Guaranteed");

@@ -135,7 +135,7 @@ fn redact_applied(applied: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+mod applied_tests {
     use super::*;
 
     #[test]
@@ -150,3 +150,6 @@ mod tests {
         assert!(redact_applied("not json").is_none());
     }
 }
+
+#[cfg(test)]
+mod tests;

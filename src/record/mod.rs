@@ -23,8 +23,6 @@ pub struct PodRecord {
     pub sandboxes: Vec<Sandbox>,
     /// Every container instance, of every sandbox, in any order.
     pub containers: Vec<Instance>,
-    /// What the node's files add (filled by `host`, not by a runtime).
-    pub host: HostFacts,
 }
 
 /// A pod sandbox: the namespaces the pod's containers share.
@@ -180,7 +178,8 @@ pub struct Security {
     pub capabilities_drop: Vec<String>,
 }
 
-/// What the node's own files tell about the pod, beyond the runtime.
+/// What the node's own files tell about the pod, beyond the runtime (read by `host`, next to
+/// the record rather than in it: no runtime fills it).
 #[derive(Debug, Clone, Default)]
 pub struct HostFacts {
     /// Addresses in the sandbox's network namespace, for sandboxes whose runtime cannot tell.
