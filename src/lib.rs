@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod collector;
+pub mod cri_api;
 mod error;
 pub mod host;
 pub mod http;
