@@ -9,15 +9,17 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::error::Result;
 use crate::pod_ref::PodRef;
+use crate::runtime::RuntimeChoice;
 use crate::settings::{self, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "pod-detail-collector",
     version,
-    about = "Tells KubeDiag what a pod looks like on this node, straight from the Docker runtime.",
-    long_about = "Tells KubeDiag what a pod looks like on this node, straight from the Docker runtime.\n\n\
-        It finds the pod's containers on the local Docker daemon (by the kubelet's labels) and \
+    about = "Tells KubeDiag what a pod looks like on this node, straight from the container runtime.",
+    long_about = "Tells KubeDiag what a pod looks like on this node, straight from the container runtime.\n\n\
+        It finds the pod's sandbox and containers in the node's runtime (Docker, or containerd and \
+        CRI-O over the CRI API the kubelet uses) by the kubelet's labels and \
         rebuilds a Kubernetes v1 Pod from them: containers, restart counts, exit codes, OOM kills, \
         resources, IPs, QoS. It never asks the API server, so it works when the control plane is \
         down, and it never changes anything on the node.\n\n\
@@ -64,9 +66,18 @@ pub struct GetArgs {
 /// Where the runtime is and what the node is called: shared by `serve` and `get`.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// Docker daemon address: unix:///path, /path, tcp://host:port or http://host:port.
-    #[arg(long, env = "DOCKER_HOST", default_value = settings::DEFAULT_DOCKER_HOST)]
-    pub docker_host: String,
+    /// Read pods from this Docker daemon (dockershim and cri-dockerd nodes, Docker Desktop):
+    /// unix:///path, /path, tcp://host:port or http://host:port.
+    /// [default: the node's runtime, found from the well-known sockets]
+    #[arg(long, env = "DOCKER_HOST", conflicts_with = "runtime_endpoint")]
+    pub docker_host: Option<String>,
+
+    /// Read pods from this CRI runtime socket (containerd, CRI-O), as crictl does:
+    /// unix:///path or /path. Without it and without --docker-host, the collector looks for
+    /// /var/run/cri-dockerd.sock (read through Docker), /run/containerd/containerd.sock,
+    /// /var/run/crio/crio.sock, then /var/run/docker.sock, and reads the first that answers.
+    #[arg(long, env = "CONTAINER_RUNTIME_ENDPOINT", value_name = "ENDPOINT")]
+    pub runtime_endpoint: Option<String>,
 
     /// Node name written as spec.nodeName [default: this host's name].
     #[arg(long, env = "NODE_NAME")]
@@ -76,12 +87,12 @@ pub struct NodeArgs {
     #[arg(long, env = "HOST_IP")]
     pub host_ip: Option<IpAddr>,
 
-    /// Seconds any single call to the Docker daemon may take.
+    /// Seconds any single call to the runtime may take.
     #[arg(long, env = "PDC_RUNTIME_TIMEOUT", default_value_t = settings::DEFAULT_RUNTIME_TIMEOUT_SECS, value_name = "SECS")]
     pub runtime_timeout: u64,
 
-    /// Most calls to the Docker daemon in flight at once, over all requests, so that a storm
-    /// of diagnoses cannot overload the daemon.
+    /// Most calls to the runtime in flight at once, over all requests, so that a storm
+    /// of diagnoses cannot overload the runtime.
     #[arg(long, env = "PDC_RUNTIME_CONCURRENCY", default_value_t = settings::DEFAULT_RUNTIME_CONCURRENCY, value_name = "CALLS")]
     pub runtime_concurrency: usize,
 
@@ -116,7 +127,11 @@ pub struct NodeArgs {
 impl NodeArgs {
     pub fn settings(&self) -> Settings {
         Settings {
-            docker_host: self.docker_host.clone(),
+            runtime: match (&self.runtime_endpoint, &self.docker_host) {
+                (Some(endpoint), _) => RuntimeChoice::Cri(endpoint.clone()),
+                (None, Some(host)) => RuntimeChoice::Docker(host.clone()),
+                (None, None) => RuntimeChoice::well_known(),
+            },
             node_name: self.node_name.clone().unwrap_or_else(host_name),
             host_ip: self.host_ip,
             runtime_timeout: Duration::from_secs(self.runtime_timeout.max(1)),

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use bollard::models::{ContainerSummary, SystemInfo};
 use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::host::HostFiles;
@@ -12,12 +12,11 @@ use crate::metrics::Metrics;
 use crate::pod_ref::PodRef;
 use crate::rebuild::{self, Context};
 use crate::record::{PodRecord, PodView};
-use crate::runtime::Scope;
-use crate::runtime::docker::DockerRuntime;
+use crate::runtime::{Runtime, Scope};
 use crate::settings::Settings;
 
 pub struct Collector {
-    runtime: DockerRuntime,
+    runtime: Runtime,
     /// Shared with the blocking threads that read the node's files and rebuild.
     rebuilder: Arc<Rebuilder>,
 }
@@ -46,7 +45,7 @@ impl Collector {
             detected
         });
         Ok(Collector {
-            runtime: DockerRuntime::new(settings, metrics)?,
+            runtime: Runtime::new(settings, metrics)?,
             rebuilder: Arc::new(Rebuilder {
                 host_files,
                 context: Context {
@@ -87,16 +86,25 @@ impl Collector {
         Ok(self.rebuild(records.into_iter().collect()).await)
     }
 
-    pub async fn containers(&self, all: bool) -> Result<Vec<ContainerSummary>> {
+    /// The runtime's containers as it lists them.
+    pub async fn containers(&self, all: bool) -> Result<Value> {
         self.runtime
             .containers(all)
             .await
             .map_err(|cause| Error::runtime("container list", cause))
     }
 
-    pub async fn docker_info(&self) -> Result<SystemInfo> {
+    /// The runtime's name, version and status.
+    pub async fn runtime_info(&self) -> Result<Value> {
         self.runtime
             .info()
+            .await
+            .map_err(|cause| Error::runtime("runtime info", cause))
+    }
+
+    pub async fn docker_info(&self) -> Result<Value> {
+        self.runtime
+            .docker_info()
             .await
             .map_err(|cause| Error::runtime("docker info", cause))
     }
@@ -119,16 +127,17 @@ impl Collector {
         })
     }
 
-    /// Whether the runtime answers; the reason when it does not.
-    pub async fn ready(&self) -> Result<()> {
+    /// Which runtime answers (name, version, endpoint); the reason when none does.
+    pub async fn ready(&self) -> Result<Value> {
         self.runtime
             .ping()
             .await
             .map_err(|cause| Error::runtime("not ready", cause))
     }
 
-    pub fn docker_host(&self) -> &str {
-        self.runtime.host()
+    /// The runtime as the operator named it, or where the collector looks for it.
+    pub fn runtime_choice(&self) -> String {
+        self.runtime.describe_choice()
     }
 }
 

@@ -26,7 +26,7 @@ pub enum Error {
     #[error("pod {pod} has no container on node {node}")]
     PodNotFound { pod: PodRef, node: String },
 
-    /// The Docker daemon could not be reached, did not answer in time, or answered an error.
+    /// The runtime could not be reached, did not answer in time, or answered an error.
     #[error("{context}: {cause}")]
     Runtime {
         context: String,
@@ -44,24 +44,29 @@ pub enum Error {
     },
 }
 
-/// Why a call to the runtime failed, phrased with the runtime's address.
+/// Why a call to the runtime failed. `runtime` names it with its address, as in
+/// `docker daemon at unix:///var/run/docker.sock` or `CRI runtime at unix:///run/containerd/containerd.sock`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeFailure {
-    #[error("docker daemon at {host} did not answer within {}s", .timeout.as_secs_f32())]
-    Timeout { host: String, timeout: Duration },
+    #[error("{runtime} did not answer within {}s", .timeout.as_secs_f32())]
+    Timeout { runtime: String, timeout: Duration },
 
-    #[error("docker daemon at {host} is unreachable: {detail}")]
-    Unreachable { host: String, detail: String },
+    #[error("{runtime} is unreachable: {detail}")]
+    Unreachable { runtime: String, detail: String },
 
-    #[error("docker daemon at {host} answered {status}: {message}")]
+    #[error("{runtime} answered {status}: {message}")]
     Api {
-        host: String,
+        runtime: String,
         status: u16,
         message: String,
     },
 
-    #[error("docker daemon at {host} sent an answer that could not be read: {detail}")]
-    BadAnswer { host: String, detail: String },
+    #[error("{runtime} sent an answer that could not be read: {detail}")]
+    BadAnswer { runtime: String, detail: String },
+
+    /// The collector serves only what the node's runtime can answer.
+    #[error("{runtime} does not answer this: {detail}")]
+    Unsupported { runtime: String, detail: String },
 }
 
 impl Error {

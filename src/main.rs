@@ -25,10 +25,9 @@ async fn main() -> ExitCode {
 
 async fn serve(settings: pod_detail_collector::Settings) -> anyhow::Result<()> {
     log::info!(
-        "pod-detail-collector {} on node {:?}, docker at {}, runtime timeout {:?}",
+        "pod-detail-collector {} on node {:?}, runtime timeout {:?}",
         env!("CARGO_PKG_VERSION"),
         settings.node_name,
-        settings.docker_host,
         settings.runtime_timeout
     );
     if settings.reveal_env {

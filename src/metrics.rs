@@ -62,7 +62,7 @@ impl Metrics {
         );
         registry.register(
             "runtime_errors",
-            "Docker daemon calls that failed, by kind (timeout, unreachable, api, bad_answer)",
+            "Runtime calls that failed, by kind (timeout, unreachable, api, bad_answer, unsupported)",
             runtime_errors.clone(),
         );
         Metrics {
@@ -90,6 +90,7 @@ impl Metrics {
             RuntimeFailure::Unreachable { .. } => "unreachable",
             RuntimeFailure::Api { .. } => "api",
             RuntimeFailure::BadAnswer { .. } => "bad_answer",
+            RuntimeFailure::Unsupported { .. } => "unsupported",
         };
         self.runtime_errors
             .get_or_create(&ErrorLabels { kind })
@@ -120,7 +121,7 @@ mod tests {
         );
         metrics.request("other", 404, Duration::from_millis(1));
         metrics.runtime_error(&RuntimeFailure::Timeout {
-            host: "unix:///x".into(),
+            runtime: "docker daemon at unix:///x".into(),
             timeout: Duration::from_secs(1),
         });
         let text = metrics.render();

@@ -2,14 +2,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::runtime::RuntimeChoice;
+
 /// Everything the service needs to know about the node it runs on. Built from the command line
 /// (`cli`), or directly by tests and embedders.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
-    /// Docker daemon address: `unix:///path`, `/path`, `tcp://host:port` or `http://host:port`.
-    pub docker_host: String,
+    /// The runtime to read pods from: a Docker daemon, a CRI socket, or the first of the
+    /// well-known sockets that answers.
+    pub runtime: RuntimeChoice,
     /// `spec.nodeName` of every rebuilt pod.
     pub node_name: String,
     /// The node's address (`status.hostIP`, and `podIP` of host-network pods).
@@ -34,7 +37,6 @@ pub struct Settings {
 
 /// Port 8090 is the KubeDiag agent's own; the collector sits next to it.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8095";
-pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_RUNTIME_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// Enough for a burst of diagnoses on a node with many pods; few enough that a daemon already in
@@ -45,7 +47,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8095)),
-            docker_host: DEFAULT_DOCKER_HOST.to_string(),
+            runtime: RuntimeChoice::well_known(),
             node_name: String::new(),
             host_ip: None,
             runtime_timeout: Duration::from_secs(DEFAULT_RUNTIME_TIMEOUT_SECS),

@@ -16,6 +16,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use pod_detail_collector::Settings;
+use pod_detail_collector::runtime::RuntimeChoice;
 use serde_json::json;
 use support::service::{Collector, PROCESSORS, chunked};
 
@@ -57,7 +58,7 @@ impl EmptyDocker {
     fn settings(&self) -> Settings {
         Settings {
             listen: "127.0.0.1:0".parse().expect("listen address"),
-            docker_host: format!("unix://{}", self.socket.display()),
+            runtime: RuntimeChoice::Docker(format!("unix://{}", self.socket.display())),
             node_name: "contract-node".into(),
             body_limit: 1024,
             ..Settings::default()
@@ -202,7 +203,7 @@ async fn probes_and_metrics() {
 
     // A runtime that is not there: not ready, with the reason.
     let gone = Collector::start_with(Settings {
-        docker_host: "unix:///nonexistent/docker.sock".into(),
+        runtime: RuntimeChoice::Docker("unix:///nonexistent/docker.sock".into()),
         ..docker.settings()
     })
     .await;
@@ -210,4 +211,46 @@ async fn probes_and_metrics() {
     let text = reply.expect_error(503);
     assert!(text.contains("/nonexistent/docker.sock"), "{text}");
     gone.shutdown().await;
+}
+
+/// With no runtime named, the first well-known socket that answers as its kind is read: a
+/// socket that does not speak CRI (Docker's own containerd has no CRI plugin) is passed over,
+/// and a missing one too.
+#[tokio::test]
+async fn discovery_passes_over_sockets_that_are_not_the_kubelets_runtime() {
+    use pod_detail_collector::runtime::Kind;
+    let docker = EmptyDocker::start();
+    let not_cri = EmptyDocker::start();
+    let settings = Settings {
+        runtime: RuntimeChoice::Discover(vec![
+            (Kind::Cri, PathBuf::from("/nonexistent/containerd.sock")),
+            (Kind::Cri, not_cri.socket.clone()),
+            (Kind::Docker, docker.socket.clone()),
+        ]),
+        runtime_timeout: std::time::Duration::from_secs(2),
+        ..docker.settings()
+    };
+    let collector = Collector::start_with(settings).await;
+    let ready = collector.request("GET", "/readyz", None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["runtime"], "docker", "{}", ready.body);
+    collector.ask("default", "nowhere").await.expect_error(404);
+    collector.shutdown().await;
+
+    // Nothing there: not ready, naming where it looked, and a pod lookup is a 500.
+    let nothing = Collector::start_with(Settings {
+        runtime: RuntimeChoice::Discover(vec![(
+            Kind::Cri,
+            PathBuf::from("/nonexistent/containerd.sock"),
+        )]),
+        ..docker.settings()
+    })
+    .await;
+    let text = nothing
+        .request("GET", "/readyz", None)
+        .await
+        .expect_error(503);
+    assert!(text.contains("/nonexistent/containerd.sock"), "{text}");
+    nothing.ask("default", "x").await.expect_error(500);
+    nothing.shutdown().await;
 }

@@ -20,6 +20,7 @@ mod support;
 use std::collections::{BTreeSet, HashMap};
 
 use bollard::query_parameters::ListContainersOptions;
+use pod_detail_collector::runtime::RuntimeChoice;
 use serde_json::{Value, json};
 use support::pod::{docker_id, status};
 use support::service::{
@@ -309,7 +310,7 @@ async fn pod_list_lists_containers_once_for_the_whole_node() {
     let node = Node::new().await;
     let proxy = faults::Proxy::start();
     let mut settings = settings_for(&node);
-    settings.docker_host = proxy.docker_host();
+    settings.runtime = RuntimeChoice::Docker(proxy.docker_host());
     let collector = Collector::start_with(settings).await;
     let ns = node.ns("one-call");
     let mut created = Vec::new();

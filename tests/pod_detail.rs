@@ -6,6 +6,7 @@
 
 mod support;
 
+use pod_detail_collector::runtime::RuntimeChoice;
 use serde_json::json;
 use support::checks::{
     all_conditions, assert_app_image, assert_pod_identity, assert_running, assert_terminated,
@@ -723,7 +724,7 @@ async fn missing_daemon_is_not_ready_and_answers_500() {
     let node = Node::new().await;
     let missing = missing_socket(&node.dir);
     let mut settings = settings_for(&node);
-    settings.docker_host = missing.clone();
+    settings.runtime = RuntimeChoice::Docker(missing.clone());
     settings.runtime_timeout = std::time::Duration::from_secs(2);
     let collector = Collector::start_with(settings).await;
     let socket_path = missing.trim_start_matches("unix://");

@@ -222,10 +222,12 @@ where
 
 async fn readyz(app: &App) -> Response {
     match app.collector.ready().await {
-        Ok(()) => reply::json(
-            StatusCode::OK,
-            &json!({"status": "ready", "docker": app.collector.docker_host()}),
-        ),
+        Ok(mut runtime) => {
+            if let Some(fields) = runtime.as_object_mut() {
+                fields.insert("status".into(), json!("ready"));
+            }
+            reply::json(StatusCode::OK, &runtime)
+        }
         Err(error) => reply::message(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
     }
 }

@@ -16,17 +16,20 @@ pub enum Processor {
     PodDetail,
     /// Every pod on the node (or in one namespace), rebuilt the same way.
     PodList,
-    /// The node's containers as Docker lists them.
+    /// The node's containers as the runtime lists them.
     Containers,
-    /// Docker's `/info`.
+    /// The runtime's name, version and status.
+    RuntimeInfo,
+    /// Docker's `/info` (Docker nodes only).
     DockerInfo,
 }
 
 impl Processor {
-    pub const ALL: [Processor; 4] = [
+    pub const ALL: [Processor; 5] = [
         Processor::PodDetail,
         Processor::PodList,
         Processor::Containers,
+        Processor::RuntimeInfo,
         Processor::DockerInfo,
     ];
 
@@ -41,6 +44,7 @@ impl Processor {
             Processor::PodDetail => "/processor/podDetailCollector",
             Processor::PodList => "/processor/podListCollector",
             Processor::Containers => "/processor/containerCollector",
+            Processor::RuntimeInfo => "/processor/runtimeInfoCollector",
             Processor::DockerInfo => "/processor/dockerInfoCollector",
         }
     }
@@ -51,6 +55,7 @@ impl Processor {
             Processor::PodDetail => "collector.kubernetes.pod.detail",
             Processor::PodList => "collector.kubernetes.pod.list",
             Processor::Containers => "collector.kubernetes.container.list",
+            Processor::RuntimeInfo => "collector.kubernetes.runtime.info",
             Processor::DockerInfo => "collector.kubernetes.docker.info",
         }
     }
@@ -89,8 +94,15 @@ impl Processor {
             Processor::Containers => {
                 let all = request::flag(context, request::CONTAINER_ALL_KEY)?;
                 let containers = collector.containers(all).await?;
-                let subject = format!("{} containers", containers.len());
-                Ok((subject, to_json(&containers, "the container list")?))
+                let count = containers.as_array().map_or(0, Vec::len);
+                Ok((
+                    format!("{count} containers"),
+                    to_json(&containers, "the container list")?,
+                ))
+            }
+            Processor::RuntimeInfo => {
+                let info = collector.runtime_info().await?;
+                Ok(("runtime info".to_string(), to_json(&info, "runtime info")?))
             }
             Processor::DockerInfo => {
                 let info = collector.docker_info().await?;

@@ -4,13 +4,18 @@ use serde::Serialize;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
-use crate::error::Error;
+use crate::error::{Error, RuntimeFailure};
 
 pub fn status_of(error: &Error) -> StatusCode {
     match error {
         Error::BadRequest(_) => StatusCode::BAD_REQUEST,
         Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::PodNotFound { .. } => StatusCode::NOT_FOUND,
+        // What this node's runtime cannot answer (Docker's info on a containerd node).
+        Error::Runtime {
+            cause: RuntimeFailure::Unsupported { .. },
+            ..
+        } => StatusCode::NOT_FOUND,
         Error::Runtime { .. }
         | Error::ReplyTooLarge { .. }
         | Error::Encoding { .. }

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use pod_detail_collector::Settings;
+use pod_detail_collector::runtime::RuntimeChoice;
 use pod_detail_collector::server::{self, RunningServer};
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -104,7 +105,7 @@ impl Proxy {
     /// Starts a collector whose Docker daemon is this proxy.
     pub async fn collector(&self, settings: Settings) -> RunningServer {
         server::start(Settings {
-            docker_host: self.docker_host(),
+            runtime: RuntimeChoice::Docker(self.docker_host()),
             ..settings
         })
         .await

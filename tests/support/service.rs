@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use pod_detail_collector::runtime::RuntimeChoice;
 use pod_detail_collector::{Settings, server};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,7 +43,7 @@ pub fn settings_for(node: &Node) -> Settings {
     std::fs::create_dir_all(&manifests).expect("manifest dir");
     Settings {
         listen: "127.0.0.1:0".parse().expect("listen address"),
-        docker_host: util::docker_host(),
+        runtime: RuntimeChoice::Docker(util::docker_host()),
         node_name: NODE_NAME.to_string(),
         host_ip: Some(HOST_IP.parse::<IpAddr>().expect("host ip")),
         runtime_timeout: Duration::from_secs(10),

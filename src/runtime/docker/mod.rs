@@ -14,6 +14,7 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerInspectResponse, ContainerSummary, EventMessage, ImageInspect, SystemInfo,
+    SystemVersion,
 };
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use futures_util::TryStreamExt;
@@ -72,9 +73,9 @@ pub struct DockerRuntime {
 
 impl DockerRuntime {
     /// Accepts `unix:///path`, a bare `/path`, `tcp://host:port` or `http://host:port`.
-    pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self> {
+    pub fn new(host: &str, settings: &Settings, metrics: Arc<Metrics>) -> Result<Self> {
         Ok(DockerRuntime {
-            host: normalize_host(&settings.docker_host)?,
+            host: normalize_host(host)?,
             timeout: settings.runtime_timeout,
             client: std::sync::Mutex::new(None),
             calls: Semaphore::new(settings.runtime_concurrency.max(1)),
@@ -85,9 +86,14 @@ impl DockerRuntime {
         })
     }
 
-    /// The daemon address, as shown in error messages.
+    /// The daemon address.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// How error messages name the daemon.
+    pub fn runtime_name(&self) -> String {
+        format!("docker daemon at {}", self.host)
     }
 
     /// Whether the daemon answers a ping.
@@ -317,6 +323,12 @@ impl DockerRuntime {
         self.bounded(docker.info()).await
     }
 
+    /// Docker's `/version`.
+    pub async fn version(&self) -> Result<SystemVersion, RuntimeFailure> {
+        let docker = self.client().await?;
+        self.bounded(docker.version()).await
+    }
+
     /// A connected client, connecting (and negotiating the API version) if needed.
     /// Concurrent first calls each connect: none waits behind another's negotiation with a
     /// daemon that may not answer.
@@ -379,33 +391,33 @@ impl DockerRuntime {
     }
 
     fn phrase(&self, err: DockerError) -> RuntimeFailure {
-        let host = self.host.clone();
+        let host = self.runtime_name();
         match err {
             DockerError::RequestTimeoutError => RuntimeFailure::Timeout {
-                host,
+                runtime: host,
                 timeout: self.timeout,
             },
             DockerError::DockerResponseServerError {
                 status_code,
                 message,
             } => RuntimeFailure::Api {
-                host,
+                runtime: host,
                 status: status_code,
                 message,
             },
             DockerError::SocketNotFoundError(path) => RuntimeFailure::Unreachable {
-                host,
+                runtime: host,
                 detail: format!("no socket at {path}"),
             },
             DockerError::JsonDataError { .. }
             | DockerError::JsonSerdeError { .. }
             | DockerError::APIVersionParseError { .. }
             | DockerError::StrParseError { .. } => RuntimeFailure::BadAnswer {
-                host,
+                runtime: host,
                 detail: err.to_string(),
             },
             other => RuntimeFailure::Unreachable {
-                host,
+                runtime: host,
                 detail: error_chain(&other),
             },
         }
