@@ -1,0 +1,242 @@
+//! The collector under test as its own process: spawned from its binary, polled until
+//! ready, its first answer checked, and the RSS and CPU time of a process read from /proc.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::layout::check_reply;
+use crate::measure::Bench;
+use crate::support::Node;
+
+const NODE_NAME: &str = "bench-node";
+const HOST_IP: &str = "192.0.2.10";
+pub(crate) const PROCESSOR_PATH: &str = "/processor/podDetailCollector";
+/// Start-ups measured per size (the median is reported).
+pub(crate) const STARTUP_SAMPLES: usize = 5;
+
+pub(crate) struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// This server's own client: dropping it closes its connections, as an idle node has none.
+    pub(crate) http: reqwest::Client,
+}
+
+impl Server {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+    /// Closes the client's connections (the server frees what they held).
+    fn disconnect(&mut self) {
+        self.http = http_client();
+    }
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback HTTP client with keep-alive, as the KubeDiag agent's.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
+fn free_port() -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|err| err.to_string())?;
+    listener.local_addr().map_err(|err| err.to_string())
+}
+
+/// A configuration of the collector under test.
+#[derive(Clone, Debug)]
+pub(crate) struct Variant {
+    pub(crate) path: &'static str,
+    pub(crate) binary: PathBuf,
+    pub(crate) args: Vec<String>,
+}
+
+fn spawn_collector(
+    config: &Config,
+    node: &Node,
+    log_file: &Path,
+    variant: &Variant,
+) -> Result<Server, String> {
+    let addr = free_port()?;
+    let manifests = node.dir.join("manifests");
+    std::fs::create_dir_all(&manifests).map_err(|err| err.to_string())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file)
+        .map_err(|err| format!("{}: {err}", log_file.display()))?;
+    let child = Command::new(&variant.binary)
+        .arg("serve")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--docker-host")
+        .arg(&config.docker_host)
+        .arg("--node-name")
+        .arg(NODE_NAME)
+        .arg("--host-ip")
+        .arg(HOST_IP)
+        .arg("--kubelet-root")
+        .arg(&node.kubelet_root)
+        .arg("--manifest-dir")
+        .arg(&manifests)
+        .args(&variant.args)
+        // As the DaemonSet runs it (deploy/base): one info line per request.
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|err| err.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|err| format!("cannot start {}: {err}", variant.binary.display()))?;
+    Ok(Server {
+        child,
+        addr,
+        http: http_client(),
+    })
+}
+
+/// Polls `/readyz` until it answers 200; the time since `spawned`.
+async fn wait_ready(server: &mut Server, spawned: Instant) -> Result<Duration, String> {
+    let url = server.url("/readyz");
+    while spawned.elapsed() < Duration::from_secs(30) {
+        if let Ok(reply) = server.http.get(&url).send().await
+            && reply.status() == reqwest::StatusCode::OK
+        {
+            return Ok(spawned.elapsed());
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            return Err(format!(
+                "the collector exited ({status}) before it was ready"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Err("the collector was not ready within 30s".into())
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in bytes.
+fn rss(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// User + system CPU time of a process (`self` for this one).
+pub(crate) fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// Facts about the collector process at one size.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServerFacts {
+    pub(crate) pods: usize,
+    pub(crate) variant: &'static str,
+    pub(crate) startup: Vec<Duration>,
+    pub(crate) idle_rss: u64,
+    pub(crate) idle_rss_after: u64,
+    pub(crate) peak_rss: u64,
+    pub(crate) reply_bytes: usize,
+    pub(crate) check: String,
+}
+
+impl ServerFacts {
+    pub(crate) fn startup_median(&self) -> Option<Duration> {
+        let mut s = self.startup.clone();
+        s.sort_unstable();
+        s.get(s.len() / 2).copied()
+    }
+}
+
+impl Bench<'_> {
+    /// Measures start-up a few times, then starts the server to measure, idle, and checks
+    /// one of its answers.
+    pub(crate) async fn start(&self, variant: &Variant) -> Result<(Server, ServerFacts), String> {
+        let mut facts = ServerFacts {
+            pods: self.size,
+            variant: variant.path,
+            ..ServerFacts::default()
+        };
+        for _ in 0..STARTUP_SAMPLES {
+            let spawned = Instant::now();
+            let mut server = spawn_collector(self.config, self.node, self.collector_log, variant)?;
+            let took = wait_ready(&mut server, spawned).await;
+            server.stop();
+            facts.startup.push(took?);
+        }
+        let spawned = Instant::now();
+        let mut server = spawn_collector(self.config, self.node, self.collector_log, variant)?;
+        match self.settle(&mut server, spawned, &mut facts).await {
+            Ok(()) => Ok((server, facts)),
+            Err(err) => {
+                server.stop();
+                Err(err)
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        server: &mut Server,
+        spawned: Instant,
+        facts: &mut ServerFacts,
+    ) -> Result<(), String> {
+        wait_ready(server, spawned).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        facts.idle_rss = rss(server.pid()).map(|(now, _)| now).unwrap_or(0);
+        // One answer, checked, so the numbers are about real work.
+        let first = &self.targets[0];
+        let body = serde_json::json!({"pod.namespace": first.namespace, "pod.name": first.name});
+        let reply = server
+            .http
+            .post(server.url(PROCESSOR_PATH))
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|err| format!("collector: {err}"))?;
+        let status = reply.status();
+        let text = reply.text().await.map_err(|err| err.to_string())?;
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("collector answered {status}: {text}"));
+        }
+        facts.reply_bytes = text.len();
+        facts.check = check_reply(&text);
+        Ok(())
+    }
+
+    /// Reads the memory the server keeps once idle again, and its peak, and stops it.
+    pub(crate) async fn finish(&self, mut server: Server, facts: &mut ServerFacts) {
+        server.disconnect();
+        tokio::time::sleep(self.config.idle_wait).await;
+        if let Some((now, peak)) = rss(server.pid()) {
+            facts.idle_rss_after = now;
+            facts.peak_rss = peak;
+        }
+        server.stop();
+    }
+}
