@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod collector;
+pub mod cri_api;
 mod error;
 pub mod host;
 pub mod http;
