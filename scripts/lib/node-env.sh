@@ -2,12 +2,15 @@
 # machine. Source it, then call, in order:
 #
 #   node_env_packages [package ...]   install docker.io, busybox-static, iproute2 (and these)
+#   node_env_apt_install package ...  apt-get install (one apt-get update per run)
 #   node_env_daemon PREFIX [dockerd flags ...]
 #                                     use $DOCKER_HOST when it answers, else start a private
 #                                     dockerd under /tmp/PREFIX.XXXXXX, stopped on exit
 #   node_env_images                   the test images (pause, app) by `docker import`
 #
-# The caller defines log() and die() and runs from the repository root.
+# The caller defines log() and die() and runs from the repository root. Other environments
+# (scripts/lib/cri-env.sh) register their own cleanup with node_env_add_cleanup: on exit every
+# registered cleanup runs, the last registered first.
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -27,26 +30,49 @@ static_busybox() {
     done
 }
 
+# apt-get install these packages, after one apt-get update per run.
+NODE_ENV_APT_UPDATED=""
+node_env_apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "missing $* and no apt-get to install them"
+    log "installing $*"
+    if [ -z "$NODE_ENV_APT_UPDATED" ]; then
+        "${SUDO[@]}" apt-get update -qq </dev/null
+        NODE_ENV_APT_UPDATED=1
+    fi
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$@" </dev/null >/dev/null
+}
+
 node_env_packages() {
     local missing=("$@")
     command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1 || missing+=(docker.io)
     [ -n "$(static_busybox)" ] || missing+=(busybox-static)
     command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
-    if [ "${#missing[@]}" -gt 0 ]; then
-        command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
-        log "installing ${missing[*]}"
-        "${SUDO[@]}" apt-get update -qq </dev/null
-        "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >/dev/null
-    fi
+    [ "${#missing[@]}" -eq 0 ] || node_env_apt_install "${missing[@]}"
     BUSYBOX=$(static_busybox)
     [ -n "$BUSYBOX" ] || die "no static busybox found after installing busybox-static"
+}
+
+# Cleanups to run on exit, in registration order; node_env_on_exit runs them in reverse.
+NODE_ENV_CLEANUPS=()
+node_env_on_exit() {
+    local rc=$? i
+    trap - EXIT
+    for ((i = ${#NODE_ENV_CLEANUPS[@]} - 1; i >= 0; i--)); do
+        "${NODE_ENV_CLEANUPS[$i]}" || true
+    done
+    exit "$rc"
+}
+node_env_add_cleanup() {
+    NODE_ENV_CLEANUPS+=("$1")
+    trap node_env_on_exit EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
 }
 
 DK_DIR=""
 DOCKERD_PID=""
 node_env_cleanup() {
-    local rc=$?
     if [ -n "$DOCKERD_PID" ]; then
         log "stopping private dockerd (pid $DOCKERD_PID)"
         # Remove every container first so no shim or mount outlives the daemon.
@@ -67,15 +93,12 @@ node_env_cleanup() {
             while read -r m; do "${SUDO[@]}" umount -l "$m" 2>/dev/null || true; done
         "${SUDO[@]}" rm -rf "$DK_DIR" 2>/dev/null || true
     fi
-    exit "$rc"
 }
 
 node_env_daemon() {
     local prefix=$1
     shift
-    trap node_env_cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    node_env_add_cleanup node_env_cleanup
     if [ -n "${DOCKER_HOST:-}" ] && docker version >/dev/null 2>&1 </dev/null; then
         log "using the docker daemon at $DOCKER_HOST"
         export DOCKER_HOST

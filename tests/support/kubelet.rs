@@ -322,7 +322,7 @@ impl Container {
         self
     }
 
-    fn instances_or_default(&self) -> Vec<Instance> {
+    pub(super) fn instances_or_default(&self) -> Vec<Instance> {
         if self.instances.is_empty() {
             vec![Instance::Running]
         } else {
@@ -330,10 +330,10 @@ impl Container {
         }
     }
     /// Requests after the API server's defaulting (request defaults to the limit).
-    fn effective_cpu_request(&self) -> Option<i64> {
+    pub(super) fn effective_cpu_request(&self) -> Option<i64> {
         self.cpu_request_m.or(self.cpu_limit_m)
     }
-    fn effective_memory_request(&self) -> Option<i64> {
+    pub(super) fn effective_memory_request(&self) -> Option<i64> {
         self.memory_request.or(self.memory_limit)
     }
     /// The kubelet's `MilliCPUToShares`.
@@ -370,7 +370,7 @@ impl Container {
             .collect();
         format!("[{}]", ports.join(","))
     }
-    fn spec_hash(&self, image: &str) -> String {
+    pub(super) fn spec_hash(&self, image: &str) -> String {
         let cmd = self.command.clone().unwrap_or_default().join(" ");
         let args = self.args.clone().unwrap_or_default().join(" ");
         format!(
@@ -590,7 +590,7 @@ impl Pod {
     }
 }
 
-fn memory_capacity() -> i64 {
+pub(super) fn memory_capacity() -> i64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -1015,7 +1015,7 @@ impl Node {
 impl Instance {
     /// Entrypoint and Cmd of the instance: the spec's command/args for instances that run or
     /// wait; a process that surely behaves as asked for the ones that end.
-    fn process(&self, c: &Container) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    pub(super) fn process(&self, c: &Container) -> (Option<Vec<String>>, Option<Vec<String>>) {
         let sh = |script: String, extra: &[&str]| {
             let mut v = vec!["sh".to_string(), "-c".to_string(), script];
             v.extend(extra.iter().map(|s| s.to_string()));
