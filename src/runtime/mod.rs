@@ -314,3 +314,19 @@ fn docker_beside(_cri_dockerd: &Path, sockets: &[(Kind, PathBuf)]) -> Option<Str
         .find(|(kind, path)| *kind == Kind::Docker && path.exists())
         .map(|(_, path)| format!("unix://{}", path.display()))
 }
+
+/// The message of an error and of its causes, so "connection refused" is not lost behind
+/// "error trying to connect".
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
-use super::Scope;
+use super::{Scope, error_chain};
 use crate::cri_api::image_service_client::ImageServiceClient;
 use crate::cri_api::runtime_service_client::RuntimeServiceClient;
 use crate::cri_api::{
@@ -425,22 +425,6 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf> {
     Err(Error::Config(format!(
         "runtime endpoint {endpoint:?} is not supported: use unix:///path/to/the/runtime.sock"
     )))
-}
-
-/// The message of an error and of its causes, so "connection refused" is not lost behind
-/// "transport error".
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

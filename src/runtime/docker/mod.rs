@@ -21,7 +21,7 @@ use futures_util::TryStreamExt;
 use futures_util::future::join_all;
 use tokio::sync::{Mutex, Semaphore};
 
-use super::Scope;
+use super::{Scope, error_chain};
 use crate::error::{Error, Result, RuntimeFailure};
 use crate::kubelet::{POD_NAME_LABEL, POD_NAMESPACE_LABEL};
 use crate::metrics::Metrics;
@@ -422,22 +422,6 @@ impl DockerRuntime {
             },
         }
     }
-}
-
-/// The message of an error and of its causes, so "connection refused" is not lost behind
-/// "error trying to connect".
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn unix_nanos() -> i64 {
