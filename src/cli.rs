@@ -33,7 +33,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve KubeDiag's processors (POST /processor/podDetailCollector, podListCollector,
-    /// containerCollector, dockerInfoCollector), plus /healthz, /readyz and /metrics.
+    /// containerCollector, runtimeInfoCollector, dockerInfoCollector), plus /healthz, /readyz and
+    /// /metrics.
     Serve(ServeArgs),
     /// Rebuild one pod and print it as JSON (same code path as the server).
     Get(GetArgs),
