@@ -106,10 +106,17 @@ exec "$@"
 
 cri_env_cleanup() {
     [ -n "$CRI_DIR" ] || return 0
+    local parents=() ids id path
     if [ -n "$CRI_PID" ] && kill -0 "$CRI_PID" 2>/dev/null; then
         log "stopping private containerd (pid $CRI_PID)"
-        # Pods first, through containerd itself, so the CNI plugin releases their addresses.
-        local ids id
+        # The pod cgroups (<parent>/<id>) of what is left (tests remove their sandboxes,
+        # unless PDC_TEST_KEEP): runc removes each container's, the pod-level parent is the
+        # kubelet's job on a node, so it is removed at the end here.
+        for id in $(cri_ctr containers ls -q 2>/dev/null || true); do
+            path=$(cri_ctr containers info "$id" 2>/dev/null |
+                sed -n 's/.*"cgroupsPath": *"\([^"]*\)".*/\1/p' | head -n 1)
+            [ -z "$path" ] || parents+=("${path%/*}")
+        done
         ids=$(cri_ctr tasks ls -q 2>/dev/null || true)
         for id in $ids; do cri_ctr tasks kill -s KILL "$id" >/dev/null 2>&1 || true; done
         kill -TERM "$CRI_PID" 2>/dev/null || true
@@ -133,6 +140,12 @@ cri_env_cleanup() {
         [ -d "$root" ] || continue
         for id in $("${SUDO[@]}" runc --root "$root" list -q 2>/dev/null || true); do
             "${SUDO[@]}" runc --root "$root" delete --force "$id" >/dev/null 2>&1 || true
+        done
+    done
+    local tree parent
+    for parent in $(printf '%s\n' "${parents[@]}" | sort -u); do
+        for tree in /sys/fs/cgroup /sys/fs/cgroup/*; do
+            [ ! -d "$tree$parent" ] || "${SUDO[@]}" rmdir "$tree$parent" 2>/dev/null || true
         done
     done
     # Mounts were made in containerd's own mount namespace and went with it; unmount anything
