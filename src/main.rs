@@ -38,6 +38,7 @@ async fn serve(settings: pod_detail_collector::Settings) -> anyhow::Result<()> {
         log::info!("environment values: redacted (--reveal-env shows them)");
     }
     let running = server::start(settings).await?;
+    tokio::spawn(running.announce_runtime());
     tokio::spawn(pod_detail_collector::memory::trim_periodically());
     log::info!(
         "serving POST /processor/podDetailCollector on http://{}",

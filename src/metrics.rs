@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -27,6 +28,13 @@ struct ErrorLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuntimeLabels {
+    runtime: String,
+    version: String,
+    endpoint: String,
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -34,6 +42,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
     runtime_errors: Family<ErrorLabels, Counter>,
+    runtime: Family<RuntimeLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -65,11 +74,18 @@ impl Metrics {
             "Runtime calls that failed, by kind (timeout, unreachable, api, bad_answer, unsupported)",
             runtime_errors.clone(),
         );
+        let runtime = Family::<RuntimeLabels, Gauge>::default();
+        registry.register(
+            "runtime_info",
+            "The runtime the collector reads pods from (1), with its name, version and endpoint",
+            runtime.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             runtime_errors,
+            runtime,
         }
     }
 
@@ -95,6 +111,19 @@ impl Metrics {
         self.runtime_errors
             .get_or_create(&ErrorLabels { kind })
             .inc();
+    }
+
+    /// The runtime that answered last; a node has one, so the family keeps one series.
+    pub fn runtime(&self, runtime: &str, version: &str, endpoint: &str) {
+        let labels = RuntimeLabels {
+            runtime: runtime.to_string(),
+            version: version.to_string(),
+            endpoint: endpoint.to_string(),
+        };
+        if self.runtime.get(&labels).is_none() {
+            self.runtime.clear();
+        }
+        self.runtime.get_or_create(&labels).set(1);
     }
 
     /// The Prometheus text exposition.
@@ -124,7 +153,12 @@ mod tests {
             runtime: "docker daemon at unix:///x".into(),
             timeout: Duration::from_secs(1),
         });
+        metrics.runtime("containerd", "1.6.20", "CRI runtime at unix:///x");
         let text = metrics.render();
+        assert!(
+            text.contains(r#"pod_detail_collector_runtime_info{runtime="containerd",version="1.6.20",endpoint="CRI runtime at unix:///x"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(
             r#"pod_detail_collector_http_requests_total{route="/processor/podDetailCollector",code="200"} 1"#
         ), "{text}");

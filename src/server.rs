@@ -16,6 +16,7 @@ use crate::settings::Settings;
 /// A server that is listening. Dropping it leaves the server running until the runtime stops.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    app: Arc<App>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -25,6 +26,26 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+
+    /// Says which runtime the collector reads (name, version, endpoint), or why none answers
+    /// yet; `/readyz` and `/metrics` keep saying it afterwards.
+    pub fn announce_runtime(&self) -> impl Future<Output = ()> + Send + 'static {
+        let app = self.app.clone();
+        async move {
+            match app.collector.ready().await {
+                Ok(runtime) => log::info!(
+                    "reading pods from {} {} ({})",
+                    runtime["runtime"].as_str().unwrap_or_default(),
+                    runtime["version"].as_str().unwrap_or_default(),
+                    runtime["endpoint"].as_str().unwrap_or_default()
+                ),
+                Err(err) => log::warn!(
+                    "no runtime answers yet ({}): {err}; serving anyway, and trying again on every request",
+                    app.collector.runtime_choice()
+                ),
+            }
+        }
     }
 
     /// Runs until `signal` resolves, then shuts down gracefully.
@@ -50,11 +71,16 @@ pub async fn start(settings: Settings) -> Result<RunningServer> {
         .local_addr()
         .map_err(|err| Error::Config(format!("cannot read the listen address: {err}")))?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = warp::serve(http::routes(app))
+    let server = warp::serve(http::routes(app.clone()))
         .incoming(listener)
         .graceful(async {
             let _ = stopped.await;
         });
     let task = tokio::spawn(server.run());
-    Ok(RunningServer { addr, stop, task })
+    Ok(RunningServer {
+        addr,
+        app,
+        stop,
+        task,
+    })
 }

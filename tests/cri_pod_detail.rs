@@ -407,6 +407,17 @@ async fn node_wide_processors_on_containerd() {
     let ready = collector.request("GET", "/readyz", None).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(ready.json()["runtime"], "containerd");
+    let metrics = collector.request("GET", "/metrics", None).await;
+    let line = metrics
+        .body
+        .lines()
+        .find(|line| line.starts_with("pod_detail_collector_runtime_info{"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(r#"runtime="containerd""#) && line.ends_with(" 1"),
+        "{}",
+        metrics.body
+    );
     collector.shutdown().await;
 }
 

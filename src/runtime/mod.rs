@@ -267,25 +267,35 @@ impl Runtime {
         }
     }
 
-    /// Whether the runtime answers; which one it is when it does.
+    /// Whether the runtime answers; which one it is (name, version, endpoint) when it does.
+    /// The answer is also exported as `pod_detail_collector_runtime_info`.
     pub async fn ping(&self) -> Result<Value, RuntimeFailure> {
-        match self.backend().await? {
+        let (runtime, version, endpoint) = match self.backend().await? {
             Backend::Docker(docker) => {
                 docker.ping().await?;
-                Ok(
-                    serde_json::json!({"runtime": "docker", "endpoint": docker.host(), "docker": docker.host()}),
+                let version = docker.version().await?;
+                (
+                    "docker".to_string(),
+                    version.version.unwrap_or_default(),
+                    docker.runtime_name(),
                 )
             }
             Backend::Cri(cri) => {
                 cri.ping().await?;
                 let version = cri.version().await?;
-                Ok(serde_json::json!({
-                    "runtime": version.runtime_name,
-                    "version": version.runtime_version,
-                    "endpoint": cri.endpoint(),
-                }))
+                (
+                    version.runtime_name,
+                    version.runtime_version,
+                    cri.endpoint().to_string(),
+                )
             }
-        }
+        };
+        self.metrics.runtime(&runtime, &version, &endpoint);
+        Ok(serde_json::json!({
+            "runtime": runtime,
+            "version": version,
+            "endpoint": endpoint,
+        }))
     }
 }
 
