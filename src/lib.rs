@@ -13,6 +13,7 @@ pub mod http;
 pub mod memory;
 pub mod metrics;
 pub mod rebuild;
+pub mod redact;
 pub mod runtime;
 pub mod server;
 mod settings;

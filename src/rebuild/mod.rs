@@ -55,7 +55,7 @@ pub struct Context {
 }
 
 /// The text that stands in for an environment value unless the operator reveals them.
-pub const REDACTED: &str = "<redacted>";
+pub use crate::redact::REDACTED;
 
 /// The pod's containers sorted out: the newest sandbox and, per container name, its instances
 /// newest first. Instances of another pod with the same name (an older UID) are history and
@@ -152,6 +152,7 @@ pub fn rebuild(record: &PodRecord, context: &Context) -> Option<Pod> {
     }
     if !context.reveal_env {
         spec::redact_env(&mut spec);
+        crate::redact::redact_pod_spec(&mut spec);
     }
     let status = status::pod_status(&view, &spec, &record.host, context);
     Some(Pod {
@@ -227,6 +228,7 @@ fn redact_applied(applied: &str) -> Option<String> {
                     *value = serde_json::Value::String(REDACTED.to_string());
                 }
             }
+            crate::redact::redact_container_value(container);
         }
     }
     serde_json::to_string(&object).ok()
