@@ -41,8 +41,8 @@ async fn serve(settings: pod_detail_collector::Settings) -> anyhow::Result<()> {
     let running = server::start(settings).await?;
     tokio::spawn(pod_detail_collector::memory::trim_periodically());
     log::info!(
-        "serving POST /processor/podDetailCollector on http://{}",
-        running.addr
+        "serving POST /processor/podDetailCollector on {}",
+        running.url("")
     );
     running.run_until(shutdown_signal()).await;
     log::info!("stopped");

@@ -1,11 +1,13 @@
 //! Prometheus metrics: requests by route and status, latency by route, runtime call errors by
-//! kind. Served as text at `GET /metrics`.
+//! kind, requests and connections refused by reason, open connections. Served as text at
+//! `GET /metrics`.
 
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -28,6 +30,11 @@ struct ErrorLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -35,6 +42,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
     runtime_errors: Family<ErrorLabels, Counter>,
+    refused: Family<ReasonLabels, Counter>,
+    connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -66,11 +75,27 @@ impl Metrics {
             "Docker daemon calls that failed, by kind (timeout, unreachable, api, bad_answer)",
             runtime_errors.clone(),
         );
+        let refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "refused",
+            "Requests and connections refused before any runtime call, by reason (address, \
+             token_missing, token_wrong, body_timeout, header_timeout, tls_handshake, \
+             write_timeout)",
+            refused.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "HTTP connections open now",
+            connections.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             runtime_errors,
+            refused,
+            connections,
         }
     }
 
@@ -94,6 +119,20 @@ impl Metrics {
         self.runtime_errors
             .get_or_create(&ErrorLabels { kind })
             .inc();
+    }
+
+    /// A request or connection refused before any runtime call. `reason` is one of a fixed
+    /// set, never the caller's input (no addresses, no tokens).
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.dec();
     }
 
     /// The Prometheus text exposition.
@@ -134,6 +173,8 @@ mod tests {
             Duration::from_millis(3),
         );
         metrics.request("/wp-admin", 404, Duration::from_millis(1));
+        metrics.refused("address");
+        metrics.connection_opened();
         metrics.runtime_error(&RuntimeFailure::Timeout {
             host: "unix:///x".into(),
             timeout: Duration::from_secs(1),
@@ -149,6 +190,14 @@ mod tests {
         );
         assert!(
             text.contains(r#"pod_detail_collector_runtime_errors_total{kind="timeout"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pod_detail_collector_refused_total{reason="address"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("pod_detail_collector_http_connections 1"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

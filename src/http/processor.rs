@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 use super::request;
 use crate::collector::Collector;
 use crate::error::{Error, Result};
-use crate::rebuild;
+use crate::{rebuild, redact};
+use bollard::models::ContainerSummary;
 use k8s_openapi::api::core::v1::Pod;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +63,13 @@ impl Processor {
     }
 
     /// Answers the request context with the JSON text of the result, and says what it was
-    /// about (for the log line).
+    /// about (for the log line). Unless `reveal`, credentials in the container list's command
+    /// lines and applied configurations are redacted as they are in rebuilt pods.
     pub async fn answer(
         self,
         collector: &Collector,
         context: &Map<String, Value>,
+        reveal: bool,
     ) -> Result<(String, String)> {
         match self {
             Processor::PodDetail => {
@@ -88,7 +91,10 @@ impl Processor {
             }
             Processor::Containers => {
                 let all = request::flag(context, request::CONTAINER_ALL_KEY)?;
-                let containers = collector.containers(all).await?;
+                let mut containers = collector.containers(all).await?;
+                if !reveal {
+                    containers.iter_mut().for_each(redact_summary);
+                }
                 let subject = format!("{} containers", containers.len());
                 Ok((subject, to_json(&containers, "the container list")?))
             }
@@ -97,6 +103,23 @@ impl Processor {
                 Ok(("docker info".to_string(), to_json(&info, "docker info")?))
             }
         }
+    }
+}
+
+/// kubectl keeps the whole applied object in this annotation; Docker holds annotations as
+/// labels with the `annotation.` prefix.
+const LAST_APPLIED_LABEL: &str = "annotation.kubectl.kubernetes.io/last-applied-configuration";
+
+/// A listed container's command line and applied configuration without their credentials.
+fn redact_summary(summary: &mut ContainerSummary) {
+    if let Some(command) = summary.command.as_mut() {
+        *command = redact::redact_command_line(command);
+    }
+    if let Some(labels) = summary.labels.as_mut()
+        && let Some(applied) = labels.remove(LAST_APPLIED_LABEL)
+        && let Some(redacted) = redact::redact_applied_configuration(&applied)
+    {
+        labels.insert(LAST_APPLIED_LABEL.to_string(), redacted);
     }
 }
 
