@@ -30,7 +30,9 @@
 //! `-p secret` and `-psecret` stay as they are), positional arguments, and values of flags
 //! whose names say nothing (`--config`, `--dsn` without a URL password). Inside one argument
 //! that holds a whole shell command (`sh -c "… --token=abc …"`), words are split at unquoted
-//! whitespace, so the same rules apply to each word.
+//! whitespace, so the same rules apply to each word; a quoted word is read inside its quotes
+//! (Docker's `Command` of a listed container quotes the script), and shell separators stuck to
+//! a value (`DB_PASSWORD=x;`) are kept out of it.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::Value;
@@ -155,9 +157,16 @@ pub fn redact_applied_configuration(applied: &str) -> Option<String> {
     serde_json::to_string(&object).ok()
 }
 
+/// How deep quoted shell code inside quoted shell code is read (`sh -c 'su -c "…"'`).
+const MAX_QUOTE_DEPTH: usize = 3;
+
 /// One string, word by word. Also says whether its last word is a credential flag without a
 /// value (whose value is then the next argument).
 fn redact_words(text: &str) -> (String, bool) {
+    redact_words_within(text, 0)
+}
+
+fn redact_words_within(text: &str, depth: usize) -> (String, bool) {
     let spans = words(text);
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
@@ -165,10 +174,11 @@ fn redact_words(text: &str) -> (String, bool) {
     for (index, &(start, end)) in spans.iter().enumerate() {
         let word = &text[start..end];
         if std::mem::take(&mut value_follows) {
-            if !word.starts_with('-') && !keeps_value(word) {
+            let value = shell_value(word);
+            if !word.starts_with('-') && !value.is_empty() && !keeps_value(value) {
                 out.push_str(&text[copied..start]);
                 out.push_str(REDACTED);
-                copied = end;
+                copied = start + value.len();
             }
             continue;
         }
@@ -176,15 +186,29 @@ fn redact_words(text: &str) -> (String, bool) {
             Some(Flag {
                 name,
                 value: Some(value_at),
-            }) if is_credential(name) && !keeps_value(&word[value_at..]) => {
+            }) if is_credential(name) && !keeps_value(shell_value(&word[value_at..])) => {
                 out.push_str(&text[copied..start + value_at]);
                 out.push_str(REDACTED);
-                copied = end;
+                copied = start + value_at + shell_value(&word[value_at..]).len();
             }
             Some(Flag { name, value: None }) if is_credential(name) => {
                 value_follows = true;
                 if index + 1 == spans.len() {
                     break;
+                }
+            }
+            // A quoted word (or a quoted value of another flag) may be shell code of its own,
+            // as Docker shows `sh -c '… --token=x'`: read inside the quotes.
+            other if depth < MAX_QUOTE_DEPTH => {
+                let from = other.and_then(|f| f.value).unwrap_or(0);
+                if let Some((inner_start, inner_end)) = quoted_inside(word, from) {
+                    let inner = &word[inner_start..inner_end];
+                    let (redacted, _) = redact_words_within(inner, depth + 1);
+                    if redacted != inner {
+                        out.push_str(&text[copied..start + inner_start]);
+                        out.push_str(&redacted);
+                        copied = start + inner_end;
+                    }
                 }
             }
             _ => {}
@@ -193,6 +217,19 @@ fn redact_words(text: &str) -> (String, bool) {
     out.push_str(&text[copied..]);
     let out = redact_authorization(&redact_url_passwords(&out));
     (out, value_follows)
+}
+
+/// A value without the shell separators stuck to its end (`DB_PASSWORD=x;`, `--token x&&`),
+/// which are kept: they are not part of the secret.
+fn shell_value(value: &str) -> &str {
+    value.trim_end_matches([';', '&', '|'])
+}
+
+/// Where the text between the quotes of `word[from..]` is, when that part is one quoted string.
+fn quoted_inside(word: &str, from: usize) -> Option<(usize, usize)> {
+    let part = word.get(from..)?;
+    let quote = part.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    (part.len() >= 2 && part.ends_with(quote)).then_some((from + 1, word.len() - 1))
 }
 
 /// A word that names a flag: its name and, for `name=value`, where the value starts.
@@ -538,6 +575,13 @@ mod tests {
         assert_eq!(
             redact_command_line("/app --password hunter2 --port 80"),
             "/app --password <redacted> --port 80"
+        );
+        // Docker's Command of a listed container quotes the script; quotes in quotes too.
+        assert_eq!(
+            redact_command_line(
+                "sh -c 'export DB_PASSWORD=x; su app -c \"run --token y\"' --cmd='a --secret=z'"
+            ),
+            "sh -c 'export DB_PASSWORD=<redacted>; su app -c \"run --token <redacted>\"' --cmd='a --secret=<redacted>'"
         );
     }
 
