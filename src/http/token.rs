@@ -1,6 +1,10 @@
 //! `--token-file`: the shared token, read from a file (a mounted Secret) and read again when the
 //! file changes. The token is never logged, never put in a metric label and never compared in
 //! a way whose time tells how much of it was right.
+//!
+//! The file may hold several tokens, one per line, each accepted: a rotation adds the new
+//! token, moves the callers (the Operations' paths) to it, then removes the old one, and no
+//! request fails in between.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -29,8 +33,13 @@ pub(super) fn stamp(path: &Path) -> std::io::Result<Stamp> {
     })
 }
 
+/// What the deploy/ manifests hold until the operator puts a real token in.
+pub const PLACEHOLDER: &str = "REPLACE_WITH_THE_TOKEN";
+
+type Tokens = Arc<Vec<Vec<u8>>>;
+
 struct Loaded {
-    token: Arc<[u8]>,
+    tokens: Tokens,
     stamp: Stamp,
     /// The last version that could not be used (logged once).
     failed: Option<Stamp>,
@@ -47,11 +56,11 @@ impl TokenFile {
         let problem =
             |what: String| Error::Config(format!("--token-file {}: {what}", path.display()));
         let stamp = stamp(path).map_err(|err| problem(err.to_string()))?;
-        let token = read_token(path).map_err(problem)?;
+        let tokens = read_tokens(path).map_err(problem)?;
         Ok(TokenFile {
             path: path.to_path_buf(),
             state: Mutex::new(Loaded {
-                token,
+                tokens,
                 stamp,
                 failed: None,
             }),
@@ -62,18 +71,21 @@ impl TokenFile {
         &self.path
     }
 
-    /// Whether `presented` is the current token, in time that does not depend on the token.
+    /// Whether `presented` is one of the current tokens, in time that does not depend on
+    /// the tokens (every one is compared, to its end).
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let token = self.current();
-        constant_time_eq(&token, presented)
+        let tokens = self.current();
+        tokens.iter().fold(false, |found, token| {
+            constant_time_eq(token, presented) | found
+        })
     }
 
-    /// The token, read again first if the file changed. While the new version cannot be read
-    /// (or is empty), the last good token stays in force.
-    fn current(&self) -> Arc<[u8]> {
+    /// The tokens, read again first if the file changed. While the new version cannot be read
+    /// (or holds no token), the last good tokens stay in force.
+    fn current(&self) -> Tokens {
         let Ok(mut state) = self.state.lock() else {
             // A panic while holding the lock cannot happen here; refuse rather than guess.
-            return Arc::from(Vec::new());
+            return Arc::new(Vec::new());
         };
         let now = match stamp(&self.path) {
             Ok(now) => now,
@@ -85,20 +97,21 @@ impl TokenFile {
                     );
                     state.failed = Some(state.stamp.clone());
                 }
-                return state.token.clone();
+                return state.tokens.clone();
             }
         };
         if now == state.stamp || state.failed.as_ref() == Some(&now) {
-            return state.token.clone();
+            return state.tokens.clone();
         }
-        match read_token(&self.path) {
-            Ok(token) => {
+        match read_tokens(&self.path) {
+            Ok(tokens) => {
                 log::info!(
-                    "--token-file {}: changed, token reloaded",
-                    self.path.display()
+                    "--token-file {}: changed, token reloaded ({} accepted)",
+                    self.path.display(),
+                    tokens.len()
                 );
                 *state = Loaded {
-                    token,
+                    tokens,
                     stamp: now,
                     failed: None,
                 };
@@ -111,18 +124,29 @@ impl TokenFile {
                 state.failed = Some(now);
             }
         }
-        state.token.clone()
+        state.tokens.clone()
     }
 }
 
-/// The file's content without surrounding whitespace (`echo` and editors add a newline).
-fn read_token(path: &Path) -> Result<Arc<[u8]>, String> {
+/// The file's lines without surrounding whitespace (`echo` and editors add a newline), empty
+/// lines left out; the manifests' placeholder is refused.
+fn read_tokens(path: &Path) -> Result<Tokens, String> {
     let bytes = std::fs::read(path).map_err(|err| err.to_string())?;
-    let token = bytes.trim_ascii();
-    if token.is_empty() {
-        return Err("the file is empty".to_string());
+    let tokens: Vec<Vec<u8>> = bytes
+        .split(|b| *b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    if tokens.is_empty() {
+        return Err("the file holds no token".to_string());
     }
-    Ok(Arc::from(token))
+    if tokens.iter().any(|t| t == PLACEHOLDER.as_bytes()) {
+        return Err(format!(
+            "the token is still the placeholder {PLACEHOLDER}: put a real token in the Secret"
+        ));
+    }
+    Ok(Arc::new(tokens))
 }
 
 /// Compares in time that depends on the presented length only, never on where the first
@@ -211,6 +235,13 @@ mod tests {
         assert!(TokenFile::load(&path).is_err());
         std::fs::write(&path, " \n").unwrap_or_default();
         assert!(TokenFile::load(&path).is_err());
+        std::fs::write(&path, format!("{PLACEHOLDER}\n")).unwrap_or_default();
+        assert!(TokenFile::load(&path).is_err());
+        // Two tokens during a rotation: both accepted.
+        std::fs::write(&path, "old\n\nnew\n").unwrap_or_default();
+        let file = TokenFile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(file.matches(b"old") && file.matches(b"new"));
+        assert!(!file.matches(b"old\nnew") && !file.matches(b""));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
