@@ -127,8 +127,9 @@ pub struct NodeArgs {
     #[arg(long, env = "PDC_EVENT_INDEX")]
     pub event_index: bool,
 
-    /// Show environment variable values. They are redacted by default because secrets are
-    /// often passed as environment variables.
+    /// Show environment variable values and the values of credential-looking command-line
+    /// flags (--password=…, --token …, --*-key, URL passwords). They are redacted by default
+    /// because secrets are often passed that way.
     #[arg(long, env = "PDC_REVEAL_ENV")]
     pub reveal_env: bool,
 
