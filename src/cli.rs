@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::Result;
+use crate::http::access::AllowFrom;
 use crate::pod_ref::PodRef;
 use crate::runtime::RuntimeChoice;
 use crate::settings::{self, Settings};
@@ -46,9 +47,44 @@ pub struct ServeArgs {
     #[arg(long, env = "PDC_LISTEN", default_value = settings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Largest request body accepted, in bytes.
-    #[arg(long, env = "PDC_BODY_LIMIT", default_value_t = settings::DEFAULT_BODY_LIMIT)]
+    /// Largest request body accepted, in bytes. A KubeDiag context carries every earlier
+    /// result and can reach ~1.5 MiB.
+    #[arg(long, env = "PDC_BODY_LIMIT", default_value_t = settings::DEFAULT_BODY_LIMIT, value_name = "BYTES")]
     pub body_limit: usize,
+
+    /// Who may call the processors besides this node (loopback and the node's own addresses,
+    /// where the KubeDiag agent calls from): IP addresses and CIDRs separated by commas, or
+    /// `any` for anyone who reaches the port. /healthz, /readyz and /metrics answer anyone.
+    #[arg(
+        long,
+        env = "PDC_ALLOW_FROM",
+        value_name = "CIDR,...|any",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub allow_from: AllowFrom,
+
+    /// Require the token in this file (e.g. a mounted Secret; read again when it changes) as
+    /// `?token=` in the path or as `Authorization: Bearer`.
+    #[arg(long, env = "PDC_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Serve HTTPS with this PEM certificate chain (read again when it changes).
+    #[arg(long, env = "PDC_TLS_CERT", value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "PDC_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Seconds a client has to send a request's headers, and then its body; an answer it
+    /// does not read for as long ends the connection.
+    #[arg(long, env = "PDC_READ_TIMEOUT", default_value_t = settings::DEFAULT_READ_TIMEOUT_SECS, value_name = "SECS")]
+    pub read_timeout: u64,
+
+    /// Most connections open at once; more wait until one closes.
+    #[arg(long, env = "PDC_MAX_CONNECTIONS", default_value_t = settings::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
 
     #[command(flatten)]
     pub node: NodeArgs,
@@ -103,8 +139,9 @@ pub struct NodeArgs {
     #[arg(long, env = "PDC_EVENT_INDEX")]
     pub event_index: bool,
 
-    /// Show environment variable values. They are redacted by default because secrets are
-    /// often passed as environment variables.
+    /// Show environment variable values and the values of credential-looking command-line
+    /// flags (--password=…, --token …, --*-key, URL passwords). They are redacted by default
+    /// because secrets are often passed that way.
     #[arg(long, env = "PDC_REVEAL_ENV")]
     pub reveal_env: bool,
 
@@ -152,6 +189,12 @@ impl ServeArgs {
         Settings {
             listen: self.listen,
             body_limit: self.body_limit,
+            allow_from: self.allow_from.clone(),
+            token_file: self.token_file.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            read_timeout: Duration::from_secs(self.read_timeout.max(1)),
+            max_connections: self.max_connections.max(1),
             ..self.node.settings()
         }
     }

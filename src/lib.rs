@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod pod_ref;
 pub mod rebuild;
 pub mod record;
+pub mod redact;
 pub mod runtime;
 pub mod server;
 mod settings;

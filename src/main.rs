@@ -32,17 +32,21 @@ async fn serve(settings: pod_detail_collector::Settings) -> anyhow::Result<()> {
     );
     if settings.reveal_env {
         log::warn!(
-            "environment values: revealed (--reveal-env): answers show secrets passed as env"
+            "environment values: revealed, and command-line credentials too (--reveal-env): \
+             answers show secrets passed as env or flags"
         );
     } else {
-        log::info!("environment values: redacted (--reveal-env shows them)");
+        log::info!(
+            "environment values: redacted, and command-line credentials too (--reveal-env shows \
+             them)"
+        );
     }
     let running = server::start(settings).await?;
     tokio::spawn(running.announce_runtime());
     tokio::spawn(pod_detail_collector::memory::trim_periodically());
     log::info!(
-        "serving POST /processor/podDetailCollector on http://{}",
-        running.addr
+        "serving POST /processor/podDetailCollector on {}",
+        running.url("")
     );
     running.run_until(shutdown_signal()).await;
     log::info!("stopped");

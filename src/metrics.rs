@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route and status, latency by route, runtime call errors by
-//! kind. Served as text at `GET /metrics`.
+//! kind, requests and connections refused by reason, open connections. Served as text at
+//! `GET /metrics`.
 
 use std::time::Duration;
 
@@ -35,6 +36,11 @@ struct RuntimeLabels {
     endpoint: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -43,6 +49,8 @@ pub struct Metrics {
     latency: HistogramFamily,
     runtime_errors: Family<ErrorLabels, Counter>,
     runtime: Family<RuntimeLabels, Gauge>,
+    refused: Family<ReasonLabels, Counter>,
+    connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -80,12 +88,28 @@ impl Metrics {
             "The runtime the collector reads pods from (1), with its name, version and endpoint",
             runtime.clone(),
         );
+        let refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "refused",
+            "Requests and connections refused before any runtime call, by reason (address, \
+             token_missing, token_wrong, body_timeout, header_timeout, tls_handshake, \
+             write_timeout)",
+            refused.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "HTTP connections open now",
+            connections.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             runtime_errors,
             runtime,
+            refused,
+            connections,
         }
     }
 
@@ -126,6 +150,20 @@ impl Metrics {
         self.runtime.get_or_create(&labels).set(1);
     }
 
+    /// A request or connection refused before any runtime call. `reason` is one of a fixed
+    /// set, never the caller's input (no addresses, no tokens).
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.dec();
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();
@@ -148,7 +186,9 @@ mod tests {
             200,
             Duration::from_millis(3),
         );
-        metrics.request("other", 404, Duration::from_millis(1));
+metrics.request("other", 404, Duration::from_millis(1));
+        metrics.refused("address");
+        metrics.connection_opened();
         metrics.runtime_error(&RuntimeFailure::Timeout {
             runtime: "docker daemon at unix:///x".into(),
             timeout: Duration::from_secs(1),
@@ -169,6 +209,14 @@ mod tests {
         );
         assert!(
             text.contains(r#"pod_detail_collector_runtime_errors_total{kind="timeout"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pod_detail_collector_refused_total{reason="address"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("pod_detail_collector_http_connections 1"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));

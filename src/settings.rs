@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::runtime::RuntimeChoice;
+use crate::http::access::AllowFrom;
 
 /// Everything the service needs to know about the node it runs on. Built from the command line
 /// (`cli`), or directly by tests and embedders.
@@ -25,6 +26,18 @@ pub struct Settings {
     pub event_index: bool,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Who may call the processors besides the node itself (loopback and its own addresses).
+    pub allow_from: AllowFrom,
+    /// A file holding the token requests must carry (`?token=` or `Authorization: Bearer`).
+    pub token_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain and key (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A request's headers, and then its body, must each arrive within this time; an answer
+    /// that the client does not read for this long ends the connection.
+    pub read_timeout: Duration,
+    /// Most connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// Show environment variable values instead of redacting them.
     pub reveal_env: bool,
     /// Where the host's `/proc` is mounted (pod IPs under CNI are read from there).
@@ -38,7 +51,11 @@ pub struct Settings {
 /// Port 8090 is the KubeDiag agent's own; the collector sits next to it.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8095";
 pub const DEFAULT_RUNTIME_TIMEOUT_SECS: u64 = 10;
-pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// A KubeDiag context carries every earlier result: bodies reach ~1.5 MiB (SPEC §8).
+pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+pub const DEFAULT_READ_TIMEOUT_SECS: u64 = 10;
+/// Far more than the agent needs (one connection per call), few enough to bound memory.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
 /// Enough for a burst of diagnoses on a node with many pods; few enough that a daemon already in
 /// trouble is not buried in calls.
 pub const DEFAULT_RUNTIME_CONCURRENCY: usize = 64;
@@ -54,6 +71,12 @@ impl Default for Settings {
             runtime_concurrency: DEFAULT_RUNTIME_CONCURRENCY,
             event_index: false,
             body_limit: DEFAULT_BODY_LIMIT,
+            allow_from: AllowFrom::default(),
+            token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            read_timeout: Duration::from_secs(DEFAULT_READ_TIMEOUT_SECS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             reveal_env: false,
             host_proc: PathBuf::from("/proc"),
             kubelet_root: PathBuf::from("/var/lib/kubelet"),

@@ -122,6 +122,18 @@ fn validator_rejects_broken_manifests() {
         "timeoutSeconds: 60",
         "timeoutSecond: 60",
     );
+    // An Operation without the token the DaemonSet requires, and a token Secret that may be
+    // missing (the collector would then not start, or start without a token).
+    edit(
+        &deploy.join("node-operations.yaml"),
+        "/processor/containerCollector?token=REPLACE_WITH_THE_TOKEN",
+        "/processor/containerCollector",
+    );
+    edit(
+        &ds,
+        "secretName: pod-detail-collector-token",
+        "secretName: pod-detail-collector-token\n            optional: true",
+    );
     // A manifest that no kustomization installs.
     std::fs::write(
         deploy.join("stray.yaml"),
@@ -139,6 +151,8 @@ fn validator_rejects_broken_manifests() {
         "Operation calls http://<node>:8095/processor/podDetailCollector: (None, 8096,",
         "'timeoutSecond' was unexpected",
         "deploy/stray.yaml: used by a kustomization",
+        "Operation docker-container-collector carries the token (?token=)",
+        "the token Secret is not optional",
     ] {
         assert!(report.contains(expected), "no {expected:?} in:\n{report}");
     }

@@ -1,15 +1,18 @@
 //! The HTTP layer: routes, reading the body within its limit, and turning outcomes into
 //! replies. What a request means is decided in `collector`; how it is answered, in `reply`.
 
+pub mod access;
 pub mod processor;
 pub mod reply;
 pub mod request;
+pub mod tls;
+pub mod token;
 
 pub use processor::Processor;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -21,14 +24,24 @@ use warp::reply::Response;
 use crate::collector::Collector;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use access::Refusal;
 
 /// The KubeDiag agent refuses larger answers.
 pub const REPLY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// How much of a body over the limit is still read (and thrown away) so that a client that
+/// sends it whole reads the 413 instead of a reset connection. Past it, the connection is
+/// closed after the answer.
+pub const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// What every handler shares.
 pub struct App {
     pub collector: Collector,
     pub body_limit: usize,
+    /// The whole body must arrive within this time.
+    pub read_timeout: Duration,
+    /// Show what is redacted by default (environment values, credentials in command lines).
+    pub reveal: bool,
     pub metrics: Arc<Metrics>,
 }
 
@@ -112,7 +125,7 @@ pub fn routes(
 }
 
 /// A fixed set of route labels, so that scanning for paths cannot grow the metrics.
-fn route_of(path: &str) -> &'static str {
+pub(crate) fn route_of(path: &str) -> &'static str {
     if let Some(name) = path.strip_prefix("/processor/")
         && let Some(processor) = Processor::named(name)
     {
@@ -151,11 +164,50 @@ where
     B: Buf,
 {
     let started = Instant::now();
-    let path = format!("/processor/{}", processor.name());
+    let path = processor.path();
+    let body = match read_body(headers, body, app.body_limit, app.read_timeout).await {
+        Ok(body) => body,
+        Err(failure) => {
+            let elapsed = started.elapsed();
+            let (status, text, response) = match failure {
+                BodyFailure::TooLarge { drained } => {
+                    let error = Error::BodyTooLarge {
+                        limit: app.body_limit,
+                    };
+                    let response = reply::error(&error);
+                    let response = if drained {
+                        response
+                    } else {
+                        reply::closing(response)
+                    };
+                    (reply::status_of(&error), error.to_string(), response)
+                }
+                BodyFailure::Timeout => {
+                    let refusal = Refusal::BodyTimeout {
+                        timeout: app.read_timeout,
+                    };
+                    app.metrics.refused(refusal.reason());
+                    let status = reply::refusal_status(&refusal);
+                    (status, refusal.to_string(), reply::refused(&refusal))
+                }
+                BodyFailure::Unreadable(detail) => {
+                    let error = Error::BadRequest(format!("the body could not be read ({detail})"));
+                    (
+                        reply::status_of(&error),
+                        error.to_string(),
+                        reply::error(&error),
+                    )
+                }
+            };
+            log::info!("POST {path}: {} in {elapsed:.1?}: {text}", status.as_u16());
+            return response;
+        }
+    };
     let outcome = async {
-        let body = read_body(headers, body, app.body_limit).await?;
         let context = request::context(&body)?;
-        let (subject, result) = processor.answer(&app.collector, &context).await?;
+        let (subject, result) = processor
+            .answer(&app.collector, &context, app.reveal)
+            .await?;
         let reply = serde_json::to_vec(&json!({ processor.result_key(): result }))
             .map_err(|err| processor::encoding(format!("{subject}: the answer"), err))?;
         if reply.len() > REPLY_LIMIT {
@@ -192,32 +244,83 @@ where
     }
 }
 
-/// Reads the body up to the limit. The agent may send no Content-Length (chunked), so the
-/// limit is enforced on the bytes read, not only on the header.
-async fn read_body<S, B>(headers: &HeaderMap, body: S, limit: usize) -> Result<Vec<u8>>
+/// Why a body was not read.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyFailure {
+    /// Over the limit; `drained` when the rest was read too, so the connection can serve on.
+    TooLarge { drained: bool },
+    /// Not all there within the read timeout.
+    Timeout,
+    /// Broken on the wire (bad chunk encoding, connection lost).
+    Unreadable(String),
+}
+
+/// Reads the body up to the limit, within the read timeout. The agent may send no
+/// Content-Length (chunked), so the limit is enforced on the bytes read, not only on the
+/// header. A body over the limit is still read, up to [`DRAIN_LIMIT`] more bytes and within
+/// the timeout, and thrown away: a client that sends its whole body before it reads the answer
+/// then reads the 413, where a connection closed with unread data would be reset under it.
+async fn read_body<S, B>(
+    headers: &HeaderMap,
+    body: S,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, BodyFailure>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    let too_large = || Error::BodyTooLarge { limit };
+    let deadline = tokio::time::Instant::now() + timeout;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large());
+    if let Some(length) = declared.filter(|length| *length > limit as u64) {
+        // A client that waits for `100 Continue` has sent nothing yet; one that declares
+        // more than can be drained is not worth the wait.
+        let waits = headers
+            .get(header::EXPECT)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if waits || length > limit as u64 + DRAIN_LIMIT {
+            return Err(BodyFailure::TooLarge { drained: false });
+        }
     }
     let mut body = std::pin::pin!(body);
     let mut buffer = BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk
-            .map_err(|err| Error::BadRequest(format!("the body could not be read ({err})")))?;
-        if buffer.len() + chunk.remaining() > limit {
-            return Err(too_large());
+    let mut over: Option<u64> = None;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, body.next()).await {
+            Err(_) => {
+                return Err(match over {
+                    Some(_) => BodyFailure::TooLarge { drained: false },
+                    None => BodyFailure::Timeout,
+                });
+            }
+            Ok(None) => break,
+            Ok(Some(Err(err))) => {
+                return Err(match over {
+                    Some(_) => BodyFailure::TooLarge { drained: false },
+                    None => BodyFailure::Unreadable(err.to_string()),
+                });
+            }
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        if let Some(drained) = over.as_mut() {
+            *drained += chunk.remaining() as u64;
+            if *drained > DRAIN_LIMIT {
+                return Err(BodyFailure::TooLarge { drained: false });
+            }
+        } else if buffer.len() + chunk.remaining() > limit {
+            over = Some((buffer.len() + chunk.remaining() - limit) as u64);
+            buffer = BytesMut::new();
+        } else {
+            buffer.put(chunk);
         }
-        buffer.put(chunk);
     }
-    Ok(buffer.to_vec())
+    match over {
+        Some(_) => Err(BodyFailure::TooLarge { drained: true }),
+        None => Ok(buffer.to_vec()),
+    }
 }
 
 async fn readyz(app: &App) -> Response {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::request;
 use crate::collector::Collector;
 use crate::error::{Error, Result};
-use crate::rebuild;
+use crate::{rebuild, redact};
 use k8s_openapi::api::core::v1::Pod;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +67,13 @@ impl Processor {
     }
 
     /// Answers the request context with the JSON text of the result, and says what it was
-    /// about (for the log line).
+    /// about (for the log line). Unless `reveal`, credentials in the container list's command
+    /// lines and applied configurations are redacted as they are in rebuilt pods.
     pub async fn answer(
         self,
         collector: &Collector,
         context: &Map<String, Value>,
+        reveal: bool,
     ) -> Result<(String, String)> {
         match self {
             Processor::PodDetail => {
@@ -93,7 +95,14 @@ impl Processor {
             }
             Processor::Containers => {
                 let all = request::flag(context, request::CONTAINER_ALL_KEY)?;
-                let containers = collector.containers(all).await?;
+                let mut containers = collector.containers(all).await?;
+                if !reveal {
+                    containers
+                        .as_array_mut()
+                        .into_iter()
+                        .flatten()
+                        .for_each(redact_listed);
+                }
                 let count = containers.as_array().map_or(0, Vec::len);
                 Ok((
                     format!("{count} containers"),
@@ -107,6 +116,40 @@ impl Processor {
             Processor::DockerInfo => {
                 let info = collector.docker_info().await?;
                 Ok(("docker info".to_string(), to_json(&info, "docker info")?))
+            }
+        }
+    }
+}
+
+/// kubectl keeps the whole applied object in this annotation; Docker holds annotations as
+/// labels with the `annotation.` prefix.
+/// kubectl's applied configuration, as Docker holds it (a label) and as CRI does (an
+/// annotation): it carries the whole pod, command lines included.
+const LAST_APPLIED: [&str; 2] = [
+    "annotation.kubectl.kubernetes.io/last-applied-configuration",
+    "kubectl.kubernetes.io/last-applied-configuration",
+];
+
+/// Redacts what a runtime's container list entry shows that may hold credentials: Docker's
+/// `Command` line and the applied configuration among the labels or annotations.
+fn redact_listed(entry: &mut Value) {
+    if let Some(command) = entry.get_mut("Command")
+        && let Some(line) = command.as_str()
+    {
+        *command = Value::String(redact::redact_command_line(line));
+    }
+    for map in ["Labels", "labels", "annotations"] {
+        let Some(map) = entry.get_mut(map).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for key in LAST_APPLIED {
+            if let Some(applied) = map.get_mut(key)
+                && let Some(text) = applied.as_str()
+            {
+                *applied = match redact::redact_applied_configuration(text) {
+                    Some(redacted) => Value::String(redacted),
+                    None => Value::String(crate::rebuild::REDACTED.to_string()),
+                };
             }
         }
     }

@@ -4,6 +4,7 @@ use serde::Serialize;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
+use super::access::Refusal;
 use crate::error::{Error, RuntimeFailure};
 
 pub fn status_of(error: &Error) -> StatusCode {
@@ -23,6 +24,15 @@ pub fn status_of(error: &Error) -> StatusCode {
     }
 }
 
+/// The status of a request refused before anything was done for it.
+pub fn refusal_status(refusal: &Refusal) -> StatusCode {
+    match refusal {
+        Refusal::Address { .. } => StatusCode::FORBIDDEN,
+        Refusal::TokenMissing | Refusal::TokenWrong => StatusCode::UNAUTHORIZED,
+        Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
@@ -30,14 +40,28 @@ struct ErrorBody<'a> {
 
 /// `{"error": "<one clear sentence>"}` with the status of the error.
 pub fn error(error: &Error) -> Response {
-    let mut response = message(status_of(error), &error.to_string());
-    if matches!(error, Error::BodyTooLarge { .. }) {
-        // The rest of the body is not read: the connection cannot carry another request,
-        // and a keep-alive client must be told so.
+    message(status_of(error), &error.to_string())
+}
+
+/// A refusal, as `{"error": "..."}` with its status. The connection is closed after it: a
+/// refused caller has no use for it.
+pub fn refused(refusal: &Refusal) -> Response {
+    let mut response = closing(message(refusal_status(refusal), &refusal.to_string()));
+    if matches!(refusal, Refusal::TokenMissing | Refusal::TokenWrong) {
         response
             .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    response
+}
+
+/// The answer with `Connection: close`: the server closes the connection after it (the rest
+/// of a body it did not read cannot be told from a next request), and a keep-alive client
+/// must know not to send another request on it.
+pub fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

@@ -28,7 +28,7 @@ pub struct Context {
 }
 
 /// The text that stands in for an environment value unless the operator reveals them.
-pub const REDACTED: &str = "<redacted>";
+pub use crate::redact::REDACTED;
 
 /// The Pod as JSON text, as the API server would write it. k8s-openapi always writes a
 /// referenced config map's `name`, which the rebuild cannot know; Kubernetes leaves an empty
@@ -69,6 +69,7 @@ pub fn rebuild(view: &PodView, host: &HostFacts, context: &Context) -> Pod {
     }
     if !context.reveal_env {
         spec::redact_env(&mut spec);
+        crate::redact::redact_pod_spec(&mut spec);
     }
     let status = status::pod_status(view, &spec, host, context);
     Pod {
@@ -129,6 +130,7 @@ fn redact_applied(applied: &str) -> Option<String> {
                     *value = serde_json::Value::String(REDACTED.to_string());
                 }
             }
+            crate::redact::redact_container_value(container);
         }
     }
     serde_json::to_string(&object).ok()

@@ -59,6 +59,8 @@ PROCESSOR_PATHS = (
     "/processor/dockerInfoCollector",
 )
 OPERATION_TIMEOUT = 60
+# What the Operations carry until the operator puts the Secret's token in (README, "Access").
+TOKEN_PLACEHOLDER = "REPLACE_WITH_THE_TOKEN"
 KUSTOMIZATION_KEYS = {"apiVersion", "kind", "resources", "images", "patches"}
 CLUSTER_SCOPED = {"Namespace", "Operation", "OperationSet", "ClusterRole", "ClusterRoleBinding"}
 # resource.Quantity as the API server parses it (the OpenAPI schema does not say).
@@ -399,7 +401,37 @@ def policy(rep: Report, label: str, docs: list[dict]) -> None:
     caps = sc.get("capabilities") or {}
     rep.check("ALL" in caps.get("drop", []) and not caps.get("add"), f"{label}: drops all capabilities, adds none")
 
+    # Access: node-local (no --allow-from any), and the token of a mounted Secret, which every
+    # Operation's path carries as ?token=.
+    allow = str((env.get("PDC_ALLOW_FROM") or {}).get("value", ""))
+    rep.check(
+        "any" not in allow.lower().split(","),
+        f"{label}: access not opened to any address (PDC_ALLOW_FROM)",
+        allow,
+    )
+    token_file = (env.get("PDC_TOKEN_FILE") or {}).get("value")
+    if rep.check(bool(token_file), f"{label}: requests need a token (PDC_TOKEN_FILE)"):
+        mount = next(
+            (m for m in c.get("volumeMounts", []) if token_file.startswith(m["mountPath"].rstrip("/") + "/")),
+            None,
+        )
+        secret = (volumes.get(mount["name"]) or {}).get("secret") if mount else None
+        if rep.check(bool(secret), f"{label}: the token file is in a mounted Secret", str(mount)):
+            rep.check(mount.get("readOnly") is True, f"{label}: the token Secret is mounted read-only")
+            key = token_file[len(mount["mountPath"].rstrip("/")) + 1:]
+            items = secret.get("items")
+            rep.check(
+                items is None or any(i.get("path") == key for i in items),
+                f"{label}: the Secret volume holds {key}",
+                str(items),
+            )
+            rep.check(
+                secret.get("optional") is not True,
+                f"{label}: the token Secret is not optional (no token, no start)",
+            )
+
     paths = []
+    tokens = set()
     for op in operations:
         proc = op["spec"]["processor"]
         server = proc.get("httpServer")
@@ -407,12 +439,25 @@ def policy(rep: Report, label: str, docs: list[dict]) -> None:
             endpoint = (server.get("address"), server.get("port"), server.get("path"), server.get("scheme"))
         else:
             endpoint = (proc.get("externalIP"), proc.get("externalPort"), proc.get("path"), proc.get("scheme"))
-        path = endpoint[2]
+        path, _, query = str(endpoint[2]).partition("?")
         paths.append(path)
         rep.check(
-            path in PROCESSOR_PATHS and endpoint == (None, listen_port, path, "http"),
+            path in PROCESSOR_PATHS and endpoint[:2] + endpoint[3:] == (None, listen_port, "http"),
             f"{label}: Operation calls http://<node>:{listen_port}{path}",
             str(endpoint),
+        )
+        if token_file:
+            given = [q[len("token="):] for q in query.split("&") if q.startswith("token=")]
+            if rep.check(
+                len(given) == 1 and given[0] != "",
+                f"{label}: Operation {op['metadata']['name']} carries the token (?token=)",
+                str(endpoint[2]),
+            ):
+                tokens.add(given[0])
+        rep.check(
+            query == "" or token_file is not None,
+            f"{label}: Operation {op['metadata']['name']} sends a token only when one is required",
+            str(endpoint[2]),
         )
         rep.check(
             proc.get("timeoutSeconds") == OPERATION_TIMEOUT,
@@ -423,6 +468,12 @@ def policy(rep: Report, label: str, docs: list[dict]) -> None:
         f"{label}: one Operation per processor",
         f"got {sorted(paths)}",
     )
+    if token_file:
+        rep.check(len(tokens) <= 1, f"{label}: every Operation carries the same token", f"{len(tokens)} different")
+        rep.check(
+            tokens <= {TOKEN_PLACEHOLDER},
+            f"{label}: the manifests hold the placeholder {TOKEN_PLACEHOLDER}, never a real token",
+        )
 
 
 # ---------------------------------------------------------------- main

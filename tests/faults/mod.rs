@@ -437,6 +437,8 @@ pub struct ServeProcess {
     pub pid: u32,
     pub addr: SocketAddr,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr into `lines` until the process closes it.
+    reader: Option<JoinHandle<()>>,
 }
 
 impl ServeProcess {
@@ -461,7 +463,7 @@ impl ServeProcess {
         let stderr = child.stderr.take().expect("child stderr");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut reader = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = reader.next_line().await {
                 sink.lock().unwrap().push(line);
@@ -472,6 +474,7 @@ impl ServeProcess {
             pid,
             addr: "127.0.0.1:1".parse().unwrap(),
             lines,
+            reader: Some(reader),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -543,12 +546,16 @@ impl ServeProcess {
         self.signal(libc::SIGTERM);
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit, and for its last log lines to be read.
     pub async fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait())
+        let status = tokio::time::timeout(timeout, self.child.wait())
             .await
             .ok()
-            .map(|r| r.expect("wait for the collector"))
+            .map(|r| r.expect("wait for the collector"))?;
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
+        Some(status)
     }
 }
 
