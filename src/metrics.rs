@@ -92,8 +92,8 @@ impl Metrics {
         registry.register(
             "refused",
             "Requests and connections refused before any runtime call, by reason (address, \
-             token_missing, token_wrong, body_timeout, header_timeout, tls_handshake, \
-             write_timeout)",
+             token_missing, token_wrong, body_timeout, header_timeout: a new connection without \
+             complete request headers in time, tls_handshake, write_timeout)",
             refused.clone(),
         );
         let connections = Gauge::default();

@@ -316,9 +316,14 @@ async fn serve<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let handler = server.clone();
+    // Whether a request came in: the header timeout then closes an idle keep-alive
+    // connection, which is housekeeping, not a slow client.
+    let served = Arc::new(AtomicBool::new(false));
+    let seen = served.clone();
     let service = service_fn(move |request| {
         let server = handler.clone();
         let linger = linger.clone();
+        seen.store(true, Ordering::Relaxed);
         async move { Ok::<_, Infallible>(server.handle(request, peer, &linger).await) }
     });
     let connection = http1::Builder::new()
@@ -338,7 +343,9 @@ async fn serve<I>(
         }
     };
     if let Err(err) = outcome {
-        if err.is_timeout() {
+        if err.is_timeout() && served.load(Ordering::Relaxed) {
+            log::debug!("connection from {peer}: idle keep-alive connection closed");
+        } else if err.is_timeout() {
             server.metrics.refused("header_timeout");
             log::debug!(
                 "connection from {peer}: no complete request headers within {:?}, closed",
