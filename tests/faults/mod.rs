@@ -454,6 +454,8 @@ impl ServeProcess {
             .env_remove("PDC_LISTEN")
             .env_remove("PDC_RUNTIME_CONCURRENCY")
             .env_remove("PDC_BODY_LIMIT")
+            // scripts/test exports it for the CRI tests; the runtime is the one `args` name.
+            .env_remove("CONTAINER_RUNTIME_ENDPOINT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::kubelet::{CreatedPod, Node};
+use super::docker::Node;
 use super::pod::{assert_same_second, condition, container, docker_id, names, status, string_map};
+use super::scenario::CreatedPod;
 use super::service::{HOST_IP, NODE_NAME};
 use super::util;
 

@@ -60,10 +60,8 @@ use pod_detail_collector::cri_api::{
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
-use super::kubelet::{
-    CPU_PERIOD, Container, CreatedInstance, CreatedPod, Instance, Pod, Qos, VolumeSource,
-    memory_capacity,
-};
+use super::kubelet::{self, CPU_PERIOD, HostMount, PodSetup};
+use super::scenario::{Container, CreatedInstance, CreatedPod, Instance, Pod};
 use super::util;
 
 /// Longest any one CRI call may take (creating a sandbox runs the CNI plugin).
@@ -303,53 +301,11 @@ impl CriNode {
             }
         }
         let (ns, pod_name) = (pod.namespace.clone(), pod.name.clone());
-
-        // Static pods: UID = config hash (the kubelet hashes the manifest).
-        let config_hash = format!(
-            "{:016x}{:016x}",
-            util::fnv64(&[&ns, &pod_name, "manifest"]),
-            util::fnv64(&[&pod_name, &ns, &self.suffix])
-        );
-        let uid = match (&pod.uid, pod.static_pod) {
-            (Some(u), _) => u.clone(),
-            (None, true) => config_hash.clone(),
-            (None, false) => util::random_uuid(),
-        };
-        let pod_dir = self.kubelet_root.join("pods").join(&uid);
-        std::fs::create_dir_all(pod_dir.join("containers")).expect("pod dir");
-        std::fs::create_dir_all(pod_dir.join("volumes")).expect("pod volumes dir");
-
-        // /etc/hosts the kubelet manages.
-        let etc_hosts = pod_dir.join("etc-hosts");
-        std::fs::write(
-            &etc_hosts,
-            format!(
-                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{pod_name}\n"
-            ),
-        )
-        .expect("write etc-hosts");
-
-        for v in &pod.volumes {
-            let src = v.host_source(&self.kubelet_root, &uid);
-            if !src.exists() {
-                std::fs::create_dir_all(&src).expect("volume dir");
-            }
-            if matches!(v.source, VolumeSource::Secret | VolumeSource::ConfigMap) {
-                let _ = std::fs::write(src.join("key"), "value");
-            }
-        }
-
-        // The kubelet's config layer adds these to the pod's annotations; the sandbox gets
-        // the pod's annotations verbatim.
-        let mut annotations: HashMap<String, String> = pod.annotations.iter().cloned().collect();
-        annotations.insert("kubernetes.io/config.seen".into(), util::now_rfc3339_nano());
-        annotations.insert(
-            "kubernetes.io/config.source".into(),
-            if pod.static_pod { "file" } else { "api" }.into(),
-        );
-        if pod.static_pod {
-            annotations.insert("kubernetes.io/config.hash".into(), config_hash.clone());
-        }
+        let setup = PodSetup::prepare(&pod, &self.kubelet_root, &self.suffix);
+        let uid = setup.uid.clone();
+        // The sandbox gets the pod's annotations verbatim, with what the kubelet's config
+        // layer adds to them.
+        let annotations: HashMap<String, String> = setup.annotations.iter().cloned().collect();
 
         // --- sandbox ---------------------------------------------------------------------
         let sandbox_config = sandbox_config(&pod, &uid, &annotations, &self.pod_logs_dir);
@@ -398,8 +354,7 @@ impl CriNode {
                     )
                 });
             let hash = c.spec_hash(&spec_image);
-            let container_dir = pod_dir.join("containers").join(&c.name);
-            std::fs::create_dir_all(&container_dir).expect("container dir");
+            let container_dir = setup.container_dir(c);
             std::fs::create_dir_all(Path::new(&sandbox_config.log_directory).join(&c.name))
                 .expect("container log dir");
 
@@ -407,17 +362,18 @@ impl CriNode {
             for (i, inst) in c.instances_or_default().into_iter().enumerate() {
                 let attempt = c.first_attempt + i as u32;
                 // The kubelet makes a new termination-log file per instance, mode 0666.
-                let termination_log = container_dir.join(util::random_hex(8));
-                std::fs::write(&termination_log, "").expect("termination log file");
-                set_mode_666(&termination_log);
-                let mounts = container_mounts(
+                let termination_log = kubelet::new_termination_log(&container_dir);
+                let mounts = kubelet::container_mounts(
                     &pod,
                     c,
                     &self.kubelet_root,
                     &uid,
-                    &etc_hosts,
+                    &setup.etc_hosts,
                     &termination_log,
-                );
+                )
+                .into_iter()
+                .map(cri_mount)
+                .collect();
                 let config = container_config(
                     &pod,
                     c,
@@ -829,26 +785,6 @@ fn quota(milli: i64) -> i64 {
     }
 }
 
-/// The kubelet's `qos.GetContainerOOMScoreAdjust` (the runtime may clamp it; the requested
-/// value stays in the config).
-fn oom_score_adj(pod: &Pod, c: &Container) -> i64 {
-    match pod.qos() {
-        Qos::Guaranteed => -997,
-        Qos::BestEffort => 1000,
-        Qos::Burstable => {
-            let req = c.effective_memory_request().unwrap_or(0);
-            let adj = 1000 - (1000 * req) / memory_capacity();
-            if adj < 3 {
-                3
-            } else if adj == 1000 {
-                999
-            } else {
-                adj
-            }
-        }
-    }
-}
-
 /// The kubelet's `PodSandboxConfig` for the pod.
 fn sandbox_config(
     pod: &Pod,
@@ -857,9 +793,7 @@ fn sandbox_config(
     pod_logs_dir: &Path,
 ) -> cri::PodSandboxConfig {
     let mut labels: HashMap<String, String> = pod.labels.iter().cloned().collect();
-    labels.insert("io.kubernetes.pod.name".into(), pod.name.clone());
-    labels.insert("io.kubernetes.pod.namespace".into(), pod.namespace.clone());
-    labels.insert("io.kubernetes.pod.uid".into(), uid.to_string());
+    kubelet::insert_pod_identity(&mut labels, pod, uid);
 
     let port_mappings = pod
         .containers
@@ -932,86 +866,14 @@ fn sandbox_config(
     }
 }
 
-/// The kubelet's container annotations (`newContainerAnnotations`), then the raw ones given.
-fn container_annotations(
-    pod: &Pod,
-    c: &Container,
-    attempt: u32,
-    hash: &str,
-) -> HashMap<String, String> {
-    let mut ann: HashMap<String, String> = HashMap::new();
-    ann.insert("io.kubernetes.container.hash".into(), hash.to_string());
-    ann.insert(
-        "io.kubernetes.container.restartCount".into(),
-        attempt.to_string(),
-    );
-    ann.insert(
-        "io.kubernetes.container.terminationMessagePath".into(),
-        "/dev/termination-log".into(),
-    );
-    ann.insert(
-        "io.kubernetes.container.terminationMessagePolicy".into(),
-        "File".into(),
-    );
-    ann.insert(
-        "io.kubernetes.pod.terminationGracePeriod".into(),
-        pod.termination_grace_period.to_string(),
-    );
-    if !c.ports.is_empty() {
-        ann.insert("io.kubernetes.container.ports".into(), c.ports_json());
-    }
-    if let Some(t) = &c.container_type {
-        ann.insert("io.kubernetes.container.type".into(), t.clone());
-    }
-    for (k, v) in &c.raw_annotations {
-        ann.insert(k.clone(), v.clone());
-    }
-    ann
-}
-
-/// The kubelet's mounts (`makeMounts`): the volume mounts, `/etc/hosts`, the termination-log
-/// file.
-fn container_mounts(
-    pod: &Pod,
-    c: &Container,
-    kubelet_root: &Path,
-    uid: &str,
-    etc_hosts: &Path,
-    termination_log: &Path,
-) -> Vec<cri::Mount> {
-    let mount = |container_path: &str, host_path: &Path, readonly: bool| cri::Mount {
-        container_path: container_path.to_string(),
-        host_path: host_path.to_string_lossy().into_owned(),
-        readonly,
+/// A mount of the kubelet's ([`kubelet::container_mounts`]) as a CRI `Mount`.
+fn cri_mount(m: HostMount) -> cri::Mount {
+    cri::Mount {
+        container_path: m.container_path,
+        host_path: m.host_path.to_string_lossy().into_owned(),
+        readonly: m.read_only,
         ..Default::default()
-    };
-    let mut mounts = Vec::new();
-    for (index, m) in c.mounts.iter().enumerate() {
-        let v = pod
-            .volumes
-            .iter()
-            .find(|v| v.name == m.volume)
-            .unwrap_or_else(|| panic!("pod has no volume {}", m.volume));
-        let mut src = v.host_source(kubelet_root, uid);
-        if let Some(sub) = &m.sub_path {
-            // The kubelet makes the path inside the volume, then binds it at its own place.
-            let _ = std::fs::create_dir_all(src.join(sub));
-            src = kubelet_root
-                .join("pods")
-                .join(uid)
-                .join("volume-subpaths")
-                .join(&v.name)
-                .join(&c.name)
-                .join(index.to_string());
-            std::fs::create_dir_all(&src).expect("volume-subpaths dir");
-        }
-        mounts.push(mount(&m.mount_path, &src, m.read_only));
     }
-    if !c.mounts.iter().any(|m| m.mount_path == "/etc/hosts") {
-        mounts.push(mount("/etc/hosts", etc_hosts, false));
-    }
-    mounts.push(mount("/dev/termination-log", termination_log, false));
-    mounts
 }
 
 /// The kubelet's `ContainerConfig` for one instance.
@@ -1028,9 +890,7 @@ fn container_config(
     mounts: Vec<cri::Mount>,
 ) -> cri::ContainerConfig {
     let mut labels = HashMap::new();
-    labels.insert("io.kubernetes.pod.name".into(), pod.name.clone());
-    labels.insert("io.kubernetes.pod.namespace".into(), pod.namespace.clone());
-    labels.insert("io.kubernetes.pod.uid".into(), uid.to_string());
+    kubelet::insert_pod_identity(&mut labels, pod, uid);
     labels.insert("io.kubernetes.container.name".into(), c.name.clone());
     let (command, args) = inst.process(c);
     cri::ContainerConfig {
@@ -1056,7 +916,9 @@ fn container_config(
             .collect(),
         mounts,
         labels,
-        annotations: container_annotations(pod, c, attempt, hash),
+        annotations: kubelet::container_annotations(pod, c, attempt, hash)
+            .into_iter()
+            .collect(),
         log_path: format!("{}/{attempt}.log", c.name),
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(cri::LinuxContainerResources {
@@ -1064,7 +926,7 @@ fn container_config(
                 cpu_quota: c.cpu_quota(),
                 cpu_shares: c.cpu_shares(),
                 memory_limit_in_bytes: c.memory_limit.unwrap_or(0),
-                oom_score_adj: oom_score_adj(pod, c),
+                oom_score_adj: pod.oom_score_adj(c),
                 ..Default::default()
             }),
             security_context: Some(cri::LinuxContainerSecurityContext {
@@ -1082,11 +944,6 @@ fn container_config(
         }),
         ..Default::default()
     }
-}
-
-fn set_mode_666(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
 }
 
 /// Stops and removes these sandboxes (their containers go with them) and every other sandbox

@@ -1,9 +1,20 @@
 //! Test support for pod-detail-collector's integration tests.
 //!
-//! - [`kubelet`]: creates pods on the real Docker daemon exactly as the kubelet's dockershim
-//!   does (sandbox + container instances, labels, cgroups, resources, mounts), and cleans up.
-//! - [`cri`]: lays the same pod descriptions out over CRI (containerd) exactly as the
+//! Laying pods out on a node, by job:
+//! - [`scenario`]: the runtime-neutral pod descriptions the tests write ([`Pod`], [`Container`],
+//!   [`Instance`], [`Volume`], ports, mounts) and what laying one out gave back
+//!   ([`CreatedPod`]).
+//! - [`kubelet`]: the kubelet's rules both layouts apply to a description: QoS class, cgroup
+//!   parent, OOM score, CPU shares and quota, the ports annotation, the pod's UID and directory
+//!   under the kubelet root (`etc-hosts`, volumes, termination-log files), the sandbox and
+//!   container annotations, identity labels and mounts.
+//! - [`docker`]: [`Node`] creates pods on the real Docker daemon exactly as the kubelet's
+//!   dockershim does (sandbox + container instances, labels, cgroups, resources, mounts, CNI),
+//!   and cleans up.
+//! - [`cri`]: its twin over CRI (containerd): lays the same descriptions out exactly as the
 //!   kubelet's kuberuntime does, reads them back with the CRI read calls, and cleans up.
+//!
+//! Talking to the collector and checking what it answers:
 //! - [`service`]: runs the collector in-process and talks HTTP to it.
 //! - [`pod`]: small accessors for the rebuilt `v1.Pod` JSON.
 //! - [`checks`]: field-by-field assertions shared by the tests.
@@ -21,13 +32,17 @@
 
 pub mod checks;
 pub mod cri;
+pub mod docker;
 pub mod kubelet;
 pub mod pod;
+pub mod scenario;
 pub mod service;
 pub mod util;
 
 // Not every test crate that includes this module uses every name.
 #[allow(unused_imports)]
-pub use kubelet::{Container, CreatedPod, Instance, Node, Pod, Volume};
+pub use docker::Node;
+#[allow(unused_imports)]
+pub use scenario::{Container, CreatedPod, Instance, Pod, Volume};
 #[allow(unused_imports)]
 pub use service::{Collector, HOST_IP, NODE_NAME, PROCESSOR_PATH};

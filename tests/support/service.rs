@@ -9,7 +9,7 @@ use pod_detail_collector::{Settings, server};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::kubelet::Node;
+use super::docker::Node;
 use super::util;
 
 /// Where processors live.
