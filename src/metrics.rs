@@ -186,7 +186,7 @@ mod tests {
             200,
             Duration::from_millis(3),
         );
-metrics.request("other", 404, Duration::from_millis(1));
+        metrics.request("other", 404, Duration::from_millis(1));
         metrics.refused("address");
         metrics.connection_opened();
         metrics.runtime_error(&RuntimeFailure::Timeout {

@@ -2,8 +2,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::runtime::RuntimeChoice;
 use crate::http::access::AllowFrom;
+use crate::runtime::RuntimeChoice;
 
 /// Everything the service needs to know about the node it runs on. Built from the command line
 /// (`cli`), or directly by tests and embedders.
