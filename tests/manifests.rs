@@ -115,6 +115,12 @@ fn validator_rejects_broken_manifests() {
         "mountPath: /host/proc\n              readOnly: true",
         "mountPath: /host/proc",
     );
+    // A writable mount of the runtime sockets' directory.
+    edit(
+        &ds,
+        "mountPath: /var/run\n              readOnly: true",
+        "mountPath: /var/run",
+    );
     // The Operation on another port than the DaemonSet's, and a misspelt field (KubeDiag schema).
     edit(&deploy.join("operation.yaml"), "port: 8095", "port: 8096");
     edit(
@@ -148,10 +154,11 @@ fn validator_rejects_broken_manifests() {
         "'hostPid' was unexpected",
         "requests.memory is a quantity: '32MB!'",
         "host /proc mounted read-only",
+        "host /var/run mounted read-only",
         "Operation calls http://<node>:8095/processor/podDetailCollector: (None, 8096,",
         "'timeoutSecond' was unexpected",
         "deploy/stray.yaml: used by a kustomization",
-        "Operation docker-container-collector carries the token (?token=)",
+        "Operation runtime-container-collector carries the token (?token=)",
         "the token Secret is not optional",
     ] {
         assert!(report.contains(expected), "no {expected:?} in:\n{report}");

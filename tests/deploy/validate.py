@@ -13,7 +13,7 @@
    - KubeDiag kinds (Operation, OperationSet, Diagnosis) against the JSON
      schemas in tests/deploy/schemas/.
 3. Checks what the collector needs from its DaemonSet and its Operation
-   (host network, socket mount, probes, ports that agree, ...).
+   (host network, runtime socket mounts, probes, ports that agree, ...).
 
 Exit status 0 when everything passes. The last line is
 "manifests: N passed, M failed".
@@ -56,6 +56,7 @@ PROCESSOR_PATHS = (
     PROCESSOR_PATH,
     "/processor/podListCollector",
     "/processor/containerCollector",
+    "/processor/runtimeInfoCollector",
     "/processor/dockerInfoCollector",
 )
 OPERATION_TIMEOUT = 60
@@ -344,15 +345,29 @@ def policy(rep: Report, label: str, docs: list[dict]) -> None:
         vol = next((v for v in volumes.values() if (v.get("hostPath") or {}).get("path") == host_path), None)
         return vol, (mounts.get(vol["name"]) if vol else None)
 
-    sock_vol, sock_mount = host_mount("/var/run/docker.sock")
-    if rep.check(bool(sock_vol and sock_mount), f"{label}: docker socket mounted"):
-        rep.check(sock_vol["hostPath"].get("type") == "Socket", f"{label}: docker socket hostPath type Socket")
-        docker_host = (env.get("DOCKER_HOST") or {}).get("value", "unix:///var/run/docker.sock")
-        rep.check(
-            docker_host == "unix://" + sock_mount["mountPath"],
-            f"{label}: DOCKER_HOST points at the mounted socket",
-            f"{docker_host} vs {sock_mount['mountPath']}",
-        )
+    # Any runtime: the directories of the well-known sockets, at the same paths, so the
+    # collector finds the node's runtime itself (or the one DOCKER_HOST /
+    # CONTAINER_RUNTIME_ENDPOINT names, which must then be under a mount).
+    runtime_mounts = []
+    for host_path in ("/run", "/var/run"):
+        vol, m = host_mount(host_path)
+        if rep.check(bool(vol and m), f"{label}: host {host_path} mounted (the runtime sockets)"):
+            rep.check(m["mountPath"] == host_path, f"{label}: host {host_path} mounted at {host_path}", m["mountPath"])
+            rep.check(m.get("readOnly") is True, f"{label}: host {host_path} mounted read-only")
+            runtime_mounts.append(m["mountPath"])
+    for var in ("DOCKER_HOST", "CONTAINER_RUNTIME_ENDPOINT"):
+        value = (env.get(var) or {}).get("value")
+        if value is not None:
+            socket = value.removeprefix("unix://")
+            rep.check(
+                any(socket.startswith(mount.rstrip("/") + "/") for mount in runtime_mounts),
+                f"{label}: {var} names a socket under a mounted directory",
+                value,
+            )
+    rep.check(
+        not ("DOCKER_HOST" in env and "CONTAINER_RUNTIME_ENDPOINT" in env),
+        f"{label}: at most one of DOCKER_HOST and CONTAINER_RUNTIME_ENDPOINT",
+    )
     for host_path, var in (
         ("/proc", "PDC_HOST_PROC"),
         ("/var/lib/kubelet", "PDC_KUBELET_ROOT"),
@@ -367,7 +382,7 @@ def policy(rep: Report, label: str, docs: list[dict]) -> None:
                 f"{(env.get(var) or {}).get('value')} vs {m['mountPath']}",
             )
     for name, vol in volumes.items():
-        if "hostPath" in vol and vol is not sock_vol:
+        if "hostPath" in vol:
             rep.check((mounts.get(name) or {}).get("readOnly") is True, f"{label}: hostPath volume {name} read-only")
 
     listen = (env.get("PDC_LISTEN") or {}).get("value", "0.0.0.0:8095")
