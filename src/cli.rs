@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::allow_from::AllowFrom;
 use crate::error::Result;
-use crate::http::access::AllowFrom;
 use crate::pod_ref::PodRef;
 use crate::runtime::RuntimeChoice;
 use crate::settings::{self, Settings};

@@ -9,6 +9,7 @@
 //! Below all of them: `record` (the runtime-neutral shape of a pod), `kubelet` (the kubelet's
 //! label and annotation keys), `pod_ref`, `error` and `metrics`, which import nothing above.
 
+pub mod allow_from;
 pub mod cli;
 pub mod collector;
 pub mod cri_api;

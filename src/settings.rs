@@ -2,7 +2,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::http::access::AllowFrom;
+use crate::allow_from::AllowFrom;
 use crate::runtime::RuntimeChoice;
 
 /// Everything the service needs to know about the node it runs on. Built from the command line
