@@ -486,6 +486,14 @@ async fn token_file_is_required_constant_and_rotated() {
         &token_arg,
     ])
     .await;
+    // At start the collector asks the runtime once which one it is (logged, /readyz):
+    // that call is its own, not a request's.
+    assert!(
+        process
+            .wait_for_log("reading pods from", Duration::from_secs(10))
+            .await,
+        "the start-up runtime line"
+    );
     let http = client();
     let ask = |query: String, header: Option<String>| {
         let http = http.clone();
