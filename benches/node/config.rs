@@ -13,15 +13,41 @@
 //! `PDC_BENCH_COLLECTOR_ARGS` (extra `serve` arguments), `PDC_BENCH_INDEX_ARGS`
 //! (`--event-index`; empty: no collector-index), `PDC_BENCH_COMPARE` (another build of the
 //! collector, measured as collector-b beside the first), `DOCKER_HOST`,
-//! `PDC_TEST_PAUSE_IMAGE`, `PDC_TEST_APP_IMAGE`.
+//! `PDC_TEST_PAUSE_IMAGE`, `PDC_TEST_APP_IMAGE`;
+//! for the CRI part: `PDC_BENCH_RUNTIMES` (`docker,cri`: which runtimes are measured, in that
+//! order), `CONTAINER_RUNTIME_ENDPOINT` (the containerd CRI socket, `unix:///…`),
+//! `PDC_BENCH_CONTAINERD_PID` (to report containerd's CPU per query),
+//! `PDC_TEST_CRI_PAUSE_IMAGE`, `PDC_TEST_CRI_APP_IMAGE`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::support;
 
+/// A runtime the node is laid out on and measured through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RuntimeKind {
+    /// Docker, as dockershim and cri-dockerd leave pods (`--docker-host`).
+    Docker,
+    /// containerd over the CRI API, as the kubelet's kuberuntime leaves pods
+    /// (`--runtime-endpoint`).
+    Cri,
+}
+
+impl RuntimeKind {
+    fn parse(word: &str) -> Option<Self> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "docker" => Some(RuntimeKind::Docker),
+            "cri" | "containerd" => Some(RuntimeKind::Cri),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
+    /// The runtimes measured, in order (`PDC_BENCH_RUNTIMES`).
+    pub(crate) runtimes: Vec<RuntimeKind>,
     pub(crate) sizes: Vec<usize>,
     pub(crate) requests: usize,
     pub(crate) cli_requests: usize,
@@ -35,6 +61,9 @@ pub(crate) struct Config {
     pub(crate) font: PathBuf,
     pub(crate) dockerd_pid: Option<u32>,
     pub(crate) docker_host: String,
+    /// The CRI socket of the containerd measured (`unix:///…`), when set.
+    pub(crate) cri_endpoint: Option<String>,
+    pub(crate) containerd_pid: Option<u32>,
     /// Extra arguments of `serve` for every collector started.
     pub(crate) collector_args: Vec<String>,
     /// Arguments that turn the event index on (a second collector, measured too), if any.
@@ -58,6 +87,7 @@ impl Config {
         sizes.sort_unstable();
         sizes.dedup();
         Config {
+            runtimes: runtimes_env("PDC_BENCH_RUNTIMES"),
             sizes,
             requests: num_env("PDC_BENCH_REQUESTS", 400),
             cli_requests: num_env("PDC_BENCH_CLI_REQUESTS", 100),
@@ -79,6 +109,10 @@ impl Config {
                 .ok()
                 .and_then(|v| v.trim().parse().ok()),
             docker_host: support::util::docker_host(),
+            cri_endpoint: support::cri::endpoint(),
+            containerd_pid: std::env::var("PDC_BENCH_CONTAINERD_PID")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
             collector_args: words_env("PDC_BENCH_COLLECTOR_ARGS", ""),
             index_args: Some(words_env("PDC_BENCH_INDEX_ARGS", "--event-index"))
                 .filter(|args| !args.is_empty()),
@@ -89,6 +123,23 @@ impl Config {
                 .map(PathBuf::from),
         }
     }
+}
+
+/// `docker,cri` by default; unknown words are left out, an empty list means both.
+fn runtimes_env(key: &str) -> Vec<RuntimeKind> {
+    let mut runtimes: Vec<RuntimeKind> = Vec::new();
+    for word in std::env::var(key).unwrap_or_default().split(',') {
+        match RuntimeKind::parse(word) {
+            Some(r) if !runtimes.contains(&r) => runtimes.push(r),
+            Some(_) => {}
+            None if word.trim().is_empty() => {}
+            None => crate::log(format!("{key}: unknown runtime {word:?} (docker, cri)")),
+        }
+    }
+    if runtimes.is_empty() {
+        runtimes = vec![RuntimeKind::Docker, RuntimeKind::Cri];
+    }
+    runtimes
 }
 
 fn num_env(key: &str, default: usize) -> usize {

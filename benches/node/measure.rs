@@ -1,24 +1,27 @@
 //! One measured point: the load loop, what it records (latencies, errors, CPU per request)
 //! and the percentiles read from it.
 //!
-//! [`Bench`] is what one size's measurements share; [`Bench::point`] measures one point.
-//! Each measured client adds its own method in [`crate::clients`] (`floor`, `floor_seq`,
-//! `list_only`, `cli`, `collector`); the collector process's `start` and `finish` are in
+//! [`Bench`] is what one size's measurements share, on one runtime ([`Side`]);
+//! [`Bench::point`] measures one point. Each measured client adds its own method in
+//! [`crate::clients`] (`floor`, `floor_seq`, `list_only`, `cli`, `cri_floor`,
+//! `cri_list_only`, `collector`); the collector process's `start` and `finish` are in
 //! [`crate::server`].
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use futures_util::future::join_all;
+use tonic::transport::Channel;
 
-use crate::config::Config;
-use crate::layout::PodKey;
+use crate::config::{Config, RuntimeKind};
+use crate::layout::{self, PodKey};
 use crate::server::cpu_time;
 use crate::support::Node;
+use crate::support::cri::CriNode;
 
 /// Requests made before each measured point (connections, caches).
 pub(crate) const WARMUP: usize = 10;
@@ -26,6 +29,7 @@ pub(crate) const WARMUP: usize = 10;
 /// One measured point: a path at a concurrency.
 #[derive(Clone, Debug)]
 pub(crate) struct Point {
+    pub(crate) runtime: RuntimeKind,
     pub(crate) pods: usize,
     pub(crate) path: &'static str,
     pub(crate) concurrency: usize,
@@ -37,8 +41,8 @@ pub(crate) struct Point {
     /// CPU time of the answering side per request (collector process; bench process for the
     /// floor), when known.
     pub(crate) cpu_per_request: Option<Duration>,
-    /// dockerd's CPU time per request, when its pid is known.
-    pub(crate) dockerd_cpu_per_request: Option<Duration>,
+    /// The runtime daemon's CPU time per request (dockerd, containerd), when its pid is known.
+    pub(crate) daemon_cpu_per_request: Option<Duration>,
 }
 
 impl Point {
@@ -51,7 +55,7 @@ impl Point {
             sum.filter(|_| n > 0).map(|s| s / n.max(1))
         };
         let cpu = average(&parts, |p| p.cpu_per_request);
-        let dockerd = average(&parts, |p| p.dockerd_cpu_per_request);
+        let daemon = average(&parts, |p| p.daemon_cpu_per_request);
         let mut parts = parts.into_iter();
         let mut merged = parts.next()?;
         for p in parts {
@@ -62,7 +66,7 @@ impl Point {
         }
         merged.latencies.sort_unstable();
         merged.cpu_per_request = cpu;
-        merged.dockerd_cpu_per_request = dockerd;
+        merged.daemon_cpu_per_request = daemon;
         Some(merged)
     }
 
@@ -148,21 +152,95 @@ fn cpu_delta(before: Option<Duration>, after: Option<Duration>, n: usize) -> Opt
     }
 }
 
+/// The runtime one size is measured on, and its node.
+pub(crate) enum Side<'a> {
+    Docker {
+        node: &'a Node,
+    },
+    Cri {
+        node: &'a CriNode,
+        /// The bare client's connection to the CRI socket (the floor's).
+        channel: Channel,
+        /// The address CNI gave the first target, which its answer must show.
+        first_ip: String,
+    },
+}
+
+impl Side<'_> {
+    pub(crate) fn kind(&self) -> RuntimeKind {
+        match self {
+            Side::Docker { .. } => RuntimeKind::Docker,
+            Side::Cri { .. } => RuntimeKind::Cri,
+        }
+    }
+
+    /// The kubelet root the pods are laid out under.
+    pub(crate) fn kubelet_root(&self) -> &Path {
+        match self {
+            Side::Docker { node } => &node.kubelet_root,
+            Side::Cri { node, .. } => &node.kubelet_root,
+        }
+    }
+
+    /// The node's own directory (the collector's manifest directory goes there).
+    pub(crate) fn dir(&self) -> PathBuf {
+        match self {
+            Side::Docker { node } => node.dir.clone(),
+            Side::Cri { node, .. } => node.dir.clone(),
+        }
+    }
+
+    /// The arguments of `serve` that name the runtime.
+    pub(crate) fn runtime_args(&self, config: &Config) -> Vec<String> {
+        match self {
+            Side::Docker { .. } => vec!["--docker-host".into(), config.docker_host.clone()],
+            Side::Cri { node, .. } => vec!["--runtime-endpoint".into(), node.endpoint.clone()],
+        }
+    }
+
+    /// Whether the answer about the first target holds the pod as it was made.
+    pub(crate) fn check(&self, reply: &str) -> String {
+        match self {
+            Side::Docker { .. } => {
+                layout::check_reply(reply, |ip| ip.starts_with(layout::docker::POD_IP_PREFIX))
+            }
+            Side::Cri { first_ip, .. } => layout::check_reply(reply, |ip| ip == first_ip),
+        }
+    }
+}
+
 /// What one size's measurements share.
 pub(crate) struct Bench<'a> {
     pub(crate) config: &'a Config,
-    pub(crate) node: &'a Node,
-    pub(crate) docker: &'a Docker,
+    pub(crate) side: Side<'a>,
     pub(crate) targets: Arc<Vec<PodKey>>,
     pub(crate) size: usize,
     pub(crate) collector_log: &'a Path,
 }
 
 impl Bench<'_> {
-    fn dockerd_cpu(&self) -> Option<Duration> {
-        self.config
-            .dockerd_pid
-            .and_then(|pid| cpu_time(&pid.to_string()))
+    /// The Docker client of a Docker node.
+    pub(crate) fn docker(&self) -> &Docker {
+        match &self.side {
+            Side::Docker { node } => &node.docker,
+            Side::Cri { .. } => panic!("a Docker client asked for on a CRI node"),
+        }
+    }
+
+    /// The bare CRI connection of a CRI node.
+    pub(crate) fn cri_channel(&self) -> Channel {
+        match &self.side {
+            Side::Cri { channel, .. } => channel.clone(),
+            Side::Docker { .. } => panic!("a CRI connection asked for on a Docker node"),
+        }
+    }
+
+    fn daemon_cpu(&self) -> Option<Duration> {
+        let pid = match self.side.kind() {
+            RuntimeKind::Docker => self.config.dockerd_pid,
+            RuntimeKind::Cri => self.config.containerd_pid,
+        };
+        pid.and_then(|pid| cpu_time(&pid.to_string()))
     }
 
     /// Runs one point: warm-up, then `total` queries, timing each and counting CPU.
@@ -189,11 +267,12 @@ impl Bench<'_> {
         )
         .await;
         let cpu = || cpu_pid.and_then(cpu_time);
-        let (cpu_before, dockerd_before) = (cpu(), self.dockerd_cpu());
+        let (cpu_before, daemon_before) = (cpu(), self.daemon_cpu());
         let (latencies, errors, wall) =
             load(self.targets.clone(), total, concurrency, limit, query).await;
         let n = latencies.len() + errors.len();
         Point {
+            runtime: self.side.kind(),
             pods: self.size,
             path,
             concurrency,
@@ -202,7 +281,7 @@ impl Bench<'_> {
             first_error: errors.into_iter().next(),
             wall,
             cpu_per_request: cpu_delta(cpu_before, cpu(), n),
-            dockerd_cpu_per_request: cpu_delta(dockerd_before, self.dockerd_cpu(), n),
+            daemon_cpu_per_request: cpu_delta(daemon_before, self.daemon_cpu(), n),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `latency.png`: p50 latency against pods on the node, one request at a time and at the
-//! highest concurrency.
+//! highest concurrency; Docker's paths drawn solid with circles, containerd's (CRI) dashed
+//! with triangles, in the colour of their Docker twin.
 
 use std::path::Path;
 
@@ -25,6 +26,9 @@ pub(crate) fn plot(path: &Path, font: &Path, points: &[Point]) -> Result<(), Str
         ("collector-index", RGBColor(204, 121, 167)),
         ("collector-b", RGBColor(120, 120, 120)),
         ("floor", RGBColor(0, 114, 178)),
+        ("cri-collector", RGBColor(213, 94, 0)),
+        ("cri-collector-b", RGBColor(120, 120, 120)),
+        ("cri-floor", RGBColor(0, 114, 178)),
     ];
     let panels = [
         (
@@ -36,6 +40,9 @@ pub(crate) fn plot(path: &Path, font: &Path, points: &[Point]) -> Result<(), Str
                 ("collector --event-index", "collector-index"),
                 ("collector (B build)", "collector-b"),
                 ("floor: bare client, same calls", "floor"),
+                ("collector on containerd (CRI)", "cri-collector"),
+                ("collector (B build) on containerd", "cri-collector-b"),
+                ("CRI floor: bare client, same calls", "cri-floor"),
             ],
         ),
         (
@@ -46,6 +53,9 @@ pub(crate) fn plot(path: &Path, font: &Path, points: &[Point]) -> Result<(), Str
                 ("collector --event-index", "collector-index"),
                 ("collector (B build)", "collector-b"),
                 ("floor: bare client, same calls", "floor"),
+                ("collector on containerd (CRI)", "cri-collector"),
+                ("collector (B build) on containerd", "cri-collector-b"),
+                ("CRI floor: bare client, same calls", "cri-floor"),
             ],
         ),
     ];
@@ -58,7 +68,7 @@ pub(crate) fn plot(path: &Path, font: &Path, points: &[Point]) -> Result<(), Str
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
     };
-    type Line<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+    type Line<'a> = (&'a str, &'a str, RGBColor, Vec<(f64, f64)>);
     let x_max = points.iter().map(|p| p.pods).max().unwrap_or(1) as f64;
     let err = |e: DrawingAreaErrorKind<_>| e.to_string();
 
@@ -80,11 +90,11 @@ pub(crate) fn plot(path: &Path, font: &Path, points: &[Point]) -> Result<(), Str
                     .find(|(p, _)| p == path)
                     .map(|(_, c)| *c)
                     .unwrap_or(BLACK);
-                (*label, color, series(path, c))
+                (*label, *path, color, series(path, c))
             })
-            .filter(|(_, _, v)| !v.is_empty())
+            .filter(|(_, _, _, v)| !v.is_empty())
             .collect();
-        let ys = data.iter().flat_map(|(_, _, v)| v.iter().map(|p| p.1));
+        let ys = data.iter().flat_map(|(_, _, _, v)| v.iter().map(|p| p.1));
         let (y_min, y_max) = ys.fold((f64::MAX, 0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
         if data.is_empty() || y_max <= 0.0 {
             continue;
@@ -110,22 +120,53 @@ pub(crate) fn plot(path: &Path, font: &Path, points: &[Point]) -> Result<(), Str
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(err)?;
-        for (label, color, values) in &data {
+        for (label, path, color, values) in &data {
             let color = *color;
-            chart
-                .draw_series(LineSeries::new(values.clone(), color.stroke_width(3)))
-                .map_err(err)?
-                .label(*label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
-                });
-            chart
-                .draw_series(
-                    values
-                        .iter()
-                        .map(|&(x, y)| Circle::new((x, y), 5, color.filled())),
-                )
-                .map_err(err)?;
+            if path.starts_with("cri-") {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        values.clone(),
+                        10,
+                        6,
+                        color.stroke_width(3),
+                    ))
+                    .map_err(err)?
+                    .label(*label)
+                    .legend(move |(x, y)| {
+                        plotters::element::DashedPathElement::new(
+                            vec![(x, y), (x + 24, y)],
+                            7,
+                            4,
+                            color.stroke_width(3),
+                        )
+                    });
+            } else {
+                chart
+                    .draw_series(LineSeries::new(values.clone(), color.stroke_width(3)))
+                    .map_err(err)?
+                    .label(*label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+                    });
+            }
+            // Points: circles on Docker, triangles on containerd.
+            if path.starts_with("cri-") {
+                chart
+                    .draw_series(
+                        values
+                            .iter()
+                            .map(|&(x, y)| TriangleMarker::new((x, y), 7, color.filled())),
+                    )
+                    .map_err(err)?;
+            } else {
+                chart
+                    .draw_series(
+                        values
+                            .iter()
+                            .map(|&(x, y)| Circle::new((x, y), 5, color.filled())),
+                    )
+                    .map_err(err)?;
+            }
             // The value at the largest node, right of its point.
             if let Some(&(x, y)) = values.last() {
                 chart

@@ -7,9 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::layout::check_reply;
-use crate::measure::Bench;
-use crate::support::Node;
+use crate::measure::{Bench, Side};
 
 const NODE_NAME: &str = "bench-node";
 const HOST_IP: &str = "192.0.2.10";
@@ -66,12 +64,12 @@ pub(crate) struct Variant {
 
 fn spawn_collector(
     config: &Config,
-    node: &Node,
+    side: &Side,
     log_file: &Path,
     variant: &Variant,
 ) -> Result<Server, String> {
     let addr = free_port()?;
-    let manifests = node.dir.join("manifests");
+    let manifests = side.dir().join("manifests");
     std::fs::create_dir_all(&manifests).map_err(|err| err.to_string())?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -82,19 +80,21 @@ fn spawn_collector(
         .arg("serve")
         .arg("--listen")
         .arg(addr.to_string())
-        .arg("--docker-host")
-        .arg(&config.docker_host)
+        .args(side.runtime_args(config))
         .arg("--node-name")
         .arg(NODE_NAME)
         .arg("--host-ip")
         .arg(HOST_IP)
         .arg("--kubelet-root")
-        .arg(&node.kubelet_root)
+        .arg(side.kubelet_root())
         .arg("--manifest-dir")
         .arg(&manifests)
         .args(&variant.args)
         // As the DaemonSet runs it (deploy/base): one info line per request.
         .env("RUST_LOG", "info")
+        // The runtime is the one named above: neither variable of the other may pick it.
+        .env_remove("DOCKER_HOST")
+        .env_remove("CONTAINER_RUNTIME_ENDPOINT")
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|err| err.to_string())?)
         .stderr(log)
@@ -184,13 +184,13 @@ impl Bench<'_> {
         };
         for _ in 0..STARTUP_SAMPLES {
             let spawned = Instant::now();
-            let mut server = spawn_collector(self.config, self.node, self.collector_log, variant)?;
+            let mut server = spawn_collector(self.config, &self.side, self.collector_log, variant)?;
             let took = wait_ready(&mut server, spawned).await;
             server.stop();
             facts.startup.push(took?);
         }
         let spawned = Instant::now();
-        let mut server = spawn_collector(self.config, self.node, self.collector_log, variant)?;
+        let mut server = spawn_collector(self.config, &self.side, self.collector_log, variant)?;
         match self.settle(&mut server, spawned, &mut facts).await {
             Ok(()) => Ok((server, facts)),
             Err(err) => {
@@ -225,7 +225,7 @@ impl Bench<'_> {
             return Err(format!("collector answered {status}: {text}"));
         }
         facts.reply_bytes = text.len();
-        facts.check = check_reply(&text);
+        facts.check = self.side.check(&text);
         Ok(())
     }
 

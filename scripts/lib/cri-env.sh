@@ -10,8 +10,8 @@
 #
 # Never the system containerd and nothing under /run/containerd: own root, state, sockets,
 # runc root, CNI config and IPAM store, all under the one directory. Its pods get real addresses
-# from the CNI bridge plugin on 198.51.100.0/24 (a documentation range) in that network
-# namespace: no gateway, no masquerade, no link to the host network, nothing leaves it.
+# from the CNI bridge plugin on 198.51.100.0/24 (a documentation range; CRI_POD_SUBNET) in that
+# network namespace: no gateway, no masquerade, no link to the host network, nothing leaves it.
 #
 # Exports: CONTAINER_RUNTIME_ENDPOINT (unix:// socket of the CRI), PDC_TEST_CRI_NETNS (the
 # network namespace containerd and its CNI bridge live in), PDC_TEST_CRI_PAUSE_IMAGE and
@@ -20,8 +20,10 @@
 # The caller defines log() and die() and runs from the repository root.
 
 CRI_CNI_BIN_DIR=/usr/lib/cni
-# The pods' network: a documentation range (RFC 5737), never routed anywhere.
-CRI_POD_SUBNET=198.51.100.0/24
+# The pods' network: a documentation range (RFC 5737), never routed anywhere. A caller may set
+# CRI_POD_SUBNET before sourcing this to another range that is never routed (scripts/bench:
+# more pods than a /24 holds).
+CRI_POD_SUBNET=${CRI_POD_SUBNET:-198.51.100.0/24}
 
 cri_env_packages() {
     local missing=() p

@@ -83,7 +83,7 @@ async fn list_pod(
 
 impl Bench<'_> {
     pub(crate) async fn floor(&self, concurrency: usize, total: usize) -> Point {
-        let docker = self.docker.clone();
+        let docker = self.docker().clone();
         self.point("floor", concurrency, total, Some("self"), move |k| {
             floor_query(docker.clone(), k)
         })
@@ -91,7 +91,7 @@ impl Bench<'_> {
     }
 
     pub(crate) async fn floor_seq(&self) -> Point {
-        let docker = self.docker.clone();
+        let docker = self.docker().clone();
         self.point(
             "floor-seq",
             1,
@@ -103,7 +103,7 @@ impl Bench<'_> {
     }
 
     pub(crate) async fn list_only(&self) -> Point {
-        let docker = self.docker.clone();
+        let docker = self.docker().clone();
         self.point(
             "list-only",
             1,
