@@ -34,6 +34,7 @@ async fn collector_for(node: &CriNode) -> Collector {
         runtime_timeout: Duration::from_secs(10),
         kubelet_root: node.kubelet_root.clone(),
         manifest_dir: manifests,
+        pod_logs_dir: node.pod_logs_dir.clone(),
         ..Settings::default()
     })
     .await
