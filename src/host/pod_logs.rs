@@ -38,20 +38,22 @@ pub fn tail(path: &Path) -> Option<String> {
 fn last_lines(file: &mut std::fs::File, size: u64) -> Option<Vec<u8>> {
     let floor = size.saturating_sub(READ_LIMIT);
     let mut start = size;
-    let mut buf: Vec<u8> = Vec::new();
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    let mut count = 0;
     // One newline more than the lines wanted marks where they start.
-    while start > floor && newlines(&buf) <= TAIL_LINES {
+    while start > floor && count <= TAIL_LINES {
         let from = start.saturating_sub(BLOCK).max(floor);
         let mut block = vec![0; usize::try_from(start - from).ok()?];
         file.seek(SeekFrom::Start(from)).ok()?;
         file.read_exact(&mut block).ok()?;
-        block.extend_from_slice(&buf);
-        buf = block;
+        count += newlines(&block);
+        blocks.push(block);
         start = from;
     }
-    let mut surplus = newlines(&buf).saturating_sub(TAIL_LINES);
+    let mut buf: Vec<u8> = blocks.into_iter().rev().flatten().collect();
+    let mut surplus = count.saturating_sub(TAIL_LINES);
     // Read from the middle of a line (the limit cut it): that line is not whole.
-    if start > 0 && surplus == 0 && newlines(&buf) > 0 {
+    if start > 0 && surplus == 0 && count > 0 {
         surplus = 1;
     }
     let mut skip = 0;
@@ -157,6 +159,14 @@ mod tests {
         let got = tail(&path).unwrap_or_default();
         assert!(got.starts_with("line 120\n"), "{got}");
         assert!(got.ends_with("line 199\n"), "{got}");
+        assert_eq!(got.lines().count(), 80);
+        // Over many blocks.
+        let many: String = (0..5000)
+            .map(|i| format!("2026-01-01T00:00:00Z stdout F line {i}\n"))
+            .collect();
+        let path = written("many", &many);
+        let got = tail(&path).unwrap_or_default();
+        assert!(got.starts_with("line 4920\n"), "{got}");
         assert_eq!(got.lines().count(), 80);
 
         let long: String = (0..20)
