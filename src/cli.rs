@@ -160,6 +160,11 @@ pub struct NodeArgs {
         default_value = "/etc/kubernetes/manifests"
     )]
     pub manifest_dir: PathBuf,
+
+    /// The kubelet's container log directory: a failed container whose
+    /// terminationMessagePolicy is FallbackToLogsOnError shows its log's tail from here.
+    #[arg(long, env = "PDC_POD_LOGS_DIR", default_value = "/var/log/pods")]
+    pub pod_logs_dir: PathBuf,
 }
 
 impl NodeArgs {
@@ -179,6 +184,7 @@ impl NodeArgs {
             host_proc: self.host_proc.clone(),
             kubelet_root: self.kubelet_root.clone(),
             manifest_dir: self.manifest_dir.clone(),
+            pod_logs_dir: self.pod_logs_dir.clone(),
             ..Settings::default()
         }
     }

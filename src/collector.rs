@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::host::HostFiles;
+use crate::host::{HostFiles, HostPaths};
 use crate::metrics::Metrics;
 use crate::pod_ref::PodRef;
 use crate::rebuild::{self, Context};
@@ -30,8 +30,12 @@ struct Rebuilder {
 impl Collector {
     pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self> {
         let host_files = HostFiles::new(
-            settings.host_proc.clone(),
-            settings.manifest_dir.clone(),
+            HostPaths {
+                host_proc: settings.host_proc.clone(),
+                manifest_dir: settings.manifest_dir.clone(),
+                kubelet_root: settings.kubelet_root.clone(),
+                pod_logs: settings.pod_logs_dir.clone(),
+            },
             settings.node_name.clone(),
         );
         let host_ip = settings.host_ip.or_else(|| {

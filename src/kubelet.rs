@@ -14,6 +14,10 @@ pub const KUBELET_LABEL_PREFIX: &str = "io.kubernetes.";
 pub const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
 pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
 pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
+/// The policy under which the kubelet shows the log's tail when the message file is empty.
+pub const FALLBACK_TO_LOGS_ON_ERROR: &str = "FallbackToLogsOnError";
+/// cri-dockerd's reason for a container that never started (it has no log).
+pub const CONTAINER_CANNOT_RUN: &str = "ContainerCannotRun";
 pub const TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
 pub const PORTS: &str = "io.kubernetes.container.ports";
 pub const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
@@ -39,6 +43,22 @@ impl ContainerKind {
             _ => ContainerKind::App,
         }
     }
+}
+
+/// The log of one instance as the kubelet lays it out:
+/// `<pod-logs>/<namespace>_<name>_<uid>/<container>/<restart count>.log`.
+pub fn container_log_path(
+    pod_logs: &Path,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    container: &str,
+    restart_count: i32,
+) -> std::path::PathBuf {
+    pod_logs
+        .join(format!("{namespace}_{name}_{uid}"))
+        .join(container)
+        .join(format!("{restart_count}.log"))
 }
 
 /// Where a bind mount's source comes from, told by the kubelet's directory layout.

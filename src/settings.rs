@@ -46,6 +46,8 @@ pub struct Settings {
     pub kubelet_root: PathBuf,
     /// The kubelet's static pod manifest directory.
     pub manifest_dir: PathBuf,
+    /// The kubelet's container log directory (`FallbackToLogsOnError` messages).
+    pub pod_logs_dir: PathBuf,
 }
 
 /// Port 8090 is the KubeDiag agent's own; the collector sits next to it.
@@ -81,6 +83,7 @@ impl Default for Settings {
             host_proc: PathBuf::from("/proc"),
             kubelet_root: PathBuf::from("/var/lib/kubelet"),
             manifest_dir: PathBuf::from("/etc/kubernetes/manifests"),
+            pod_logs_dir: PathBuf::from("/var/log/pods"),
         }
     }
 }

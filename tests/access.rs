@@ -510,6 +510,14 @@ async fn token_file_is_required_constant_and_rotated() {
             (status, challenge, body)
         }
     };
+    // The start-up announcement pings the runtime in the background (it can come late on a
+    // busy machine): let it land before counting what reaches Docker.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !proxy.log().iter().any(|logged| logged.path == "/version")
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     proxy.clear_log();
 
     // Wrong tokens, each by query and by header.

@@ -34,6 +34,7 @@ async fn collector_for(node: &CriNode) -> Collector {
         runtime_timeout: Duration::from_secs(10),
         kubelet_root: node.kubelet_root.clone(),
         manifest_dir: manifests,
+        pod_logs_dir: node.pod_logs_dir.clone(),
         ..Settings::default()
     })
     .await
@@ -473,7 +474,10 @@ async fn docker_and_containerd_give_the_same_pod() {
     let docker_node = Node::new().await;
     let ns = cri_node.ns("parity");
     let on_cri: CriPod = cri_node.run(web_pod(ns.clone())).await;
-    let on_docker = docker_node.run(web_pod(docker_node.ns("parity"))).await;
+    // A CNI plugin gives the pod its address on Docker too (containerd's own does over CRI).
+    let on_docker = docker_node
+        .run(web_pod(docker_node.ns("parity")).pod_ip("198.51.100.72/24"))
+        .await;
 
     let cri_collector = collector_for(&cri_node).await;
     let docker_collector = Collector::start_with(settings_for(&docker_node)).await;

@@ -42,6 +42,12 @@ fn answered(record: &CriRecord) -> Answered {
             .iter()
             .map(|(name, status)| (name.clone(), status.clone()))
             .collect(),
+        sandbox_ids: record
+            .list_containers
+            .containers
+            .iter()
+            .map(|c| (c.id.clone(), c.pod_sandbox_id.clone()))
+            .collect(),
     }
 }
 

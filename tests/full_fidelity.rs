@@ -10,8 +10,6 @@
 
 mod support;
 
-use std::collections::BTreeSet;
-
 use serde_json::{Value, json};
 use support::checks::{all_conditions, assert_pod_identity, assert_running, assert_terminated};
 use support::pod::{
@@ -325,8 +323,8 @@ async fn running_init_container_keeps_the_pod_pending() {
 // Conditions.
 // ---------------------------------------------------------------------------------------------
 
-/// Init container done, every app container running: the four conditions are True, with no
-/// reason or message.
+/// Init container done, every app container running, the sandbox up with its address: the
+/// five conditions are True, with no reason or message.
 #[tokio::test]
 async fn conditions_of_a_fully_running_pod() {
     let node = Node::new().await;
@@ -335,6 +333,7 @@ async fn conditions_of_a_fully_running_pod() {
         .run(
             Pod::new(node.ns("default"), "web-8c9d7f6b5-m2n3b")
                 .label("app", "web")
+                .pod_ip("198.51.100.73/24")
                 .container(
                     Container::new("migrate")
                         .container_type("init")
@@ -347,16 +346,24 @@ async fn conditions_of_a_fully_running_pod() {
 
     let pod = collector.pod(&created.namespace, &created.name).await;
     assert_eq!(pod["status"]["phase"], "Running");
-    for kind in ["Initialized", "Ready", "ContainersReady", "PodScheduled"] {
+    let kinds = [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ];
+    for kind in kinds {
         assert_eq!(condition_of(&pod, kind), cond(kind, "True", None, None));
     }
-    let types: BTreeSet<String> = pod["status"]["conditions"]
+    // One of each, in the kubelet's order.
+    let types: Vec<String> = pod["status"]["conditions"]
         .as_array()
         .expect("conditions")
         .iter()
         .map(|c| c["type"].as_str().unwrap_or_default().to_string())
         .collect();
-    assert_eq!(types.len(), 4, "one of each condition: {types:?}");
+    assert_eq!(types, kinds, "conditions");
     for name in ["web", "sidecar"] {
         assert_running(&node, status(&pod, name), created.current(name), name).await;
     }

@@ -839,8 +839,8 @@ async fn command_that_cannot_run() {
     let pod = collector.pod(&created.namespace, &created.name).await;
     assert_pod_identity(&pod, &created);
     assert_eq!(
-        pod["status"]["phase"], "Pending",
-        "no app container ever started"
+        pod["status"]["phase"], "Running",
+        "the kubelet counts a container that could not start as stopped; the sandbox runs"
     );
     let st = status(&pod, "app");
     assert_eq!(st["restartCount"], 1);

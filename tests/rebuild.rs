@@ -347,6 +347,7 @@ fn restarted_sandbox_init_container_and_termination_message() {
     assert_eq!(
         conditions,
         &json!([
+            {"type": "PodReadyToStartContainers", "status": "True"},
             {"type": "Initialized", "status": "True"},
             {"type": "Ready", "status": "True"},
             {"type": "ContainersReady", "status": "True"},
@@ -359,16 +360,21 @@ fn restarted_sandbox_init_container_and_termination_message() {
 fn unready_and_finished_pods_say_why() {
     let pending = rebuilt("never-started", &context());
     let conditions = &pending["status"]["conditions"];
-    assert_eq!(conditions[1]["type"], "Ready");
-    assert_eq!(conditions[1]["status"], "False");
-    assert_eq!(conditions[1]["reason"], "ContainersNotReady");
+    assert_eq!(conditions[2]["type"], "Ready");
+    assert_eq!(conditions[2]["status"], "False");
+    assert_eq!(conditions[2]["reason"], "ContainersNotReady");
     assert_eq!(
-        conditions[1]["message"],
+        conditions[2]["message"],
         "containers with unready status: [main]"
     );
 
     let done = rebuilt("job-done-1", &context());
-    assert_eq!(done["status"]["conditions"][2]["reason"], "PodCompleted");
+    assert_eq!(done["status"]["conditions"][3]["reason"], "PodCompleted");
+    // The finished pod's sandbox is stopped: a new one would be needed.
+    assert_eq!(
+        done["status"]["conditions"][0],
+        json!({"type": "PodReadyToStartContainers", "status": "False"})
+    );
 }
 
 #[test]

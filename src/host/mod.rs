@@ -1,10 +1,14 @@
 //! What the node's own files tell about a pod, beyond the runtime: addresses in the sandbox's
-//! network namespace, termination-message files, static pod manifests, the node's address.
+//! network namespace, termination-message files and the log tails that stand in for empty
+//! ones, static pod manifests, the kubelet's resource allocation checkpoint, the node's
+//! address.
 //! Read-only, best effort: a file that cannot be read leaves its field out. Blocking: call it
 //! off the async workers.
 
+pub mod allocation;
 pub mod manifests;
 pub mod netns;
+pub mod pod_logs;
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -22,14 +26,27 @@ const POD_INTERFACE: &str = "eth0";
 pub struct HostFiles {
     host_proc: PathBuf,
     manifests: manifests::Manifests,
+    allocations: allocation::Allocations,
+    /// The kubelet's container log directory (`/var/log/pods`).
+    pod_logs: PathBuf,
     node_name: String,
 }
 
+/// Where the node's files are.
+pub struct HostPaths {
+    pub host_proc: PathBuf,
+    pub manifest_dir: PathBuf,
+    pub kubelet_root: PathBuf,
+    pub pod_logs: PathBuf,
+}
+
 impl HostFiles {
-    pub fn new(host_proc: PathBuf, manifest_dir: PathBuf, node_name: String) -> Self {
+    pub fn new(paths: HostPaths, node_name: String) -> Self {
         HostFiles {
-            host_proc,
-            manifests: manifests::Manifests::new(manifest_dir),
+            host_proc: paths.host_proc,
+            manifests: manifests::Manifests::new(paths.manifest_dir),
+            allocations: allocation::Allocations::new(&paths.kubelet_root),
+            pod_logs: paths.pod_logs,
             node_name,
         }
     }
@@ -49,7 +66,23 @@ impl HostFiles {
             .values()
             .flat_map(|history| history.iter().take(2))
         {
-            if let Some(message) = termination_message(instance) {
+            let message = termination_message(instance);
+            // The log only where the kubelet would read it: a failed instance whose policy
+            // says so and whose message file is empty or missing.
+            if message.is_none() && instance.falls_back_to_logs() {
+                let path = kubelet::container_log_path(
+                    &self.pod_logs,
+                    &pod.namespace,
+                    &pod.name,
+                    view.uid,
+                    &instance.name,
+                    instance.restart_count().unwrap_or_default(),
+                );
+                if let Some(tail) = pod_logs::tail(&path) {
+                    facts.log_tails.insert(instance.id.clone(), tail);
+                }
+            }
+            if let Some(message) = message {
                 facts
                     .termination_messages
                     .insert(instance.id.clone(), message);
@@ -58,6 +91,7 @@ impl HostFiles {
         if view.pod_annotation(kubelet::CONFIG_SOURCE) == Some("file") {
             facts.manifest = self.manifests.find(pod, &self.node_name);
         }
+        facts.allocated = self.allocations.of(view.uid);
         facts
     }
 

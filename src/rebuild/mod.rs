@@ -3,7 +3,9 @@
 //! Pure: record in, `Pod` out, no I/O and no runtime's types. A field that the runtime does
 //! not reveal is left out rather than guessed.
 
+mod kinds;
 mod quantity;
+mod resources;
 mod spec;
 mod status;
 
@@ -26,6 +28,10 @@ pub struct Context {
     /// The kubelet's root directory, whose layout names the pod's volumes.
     pub kubelet_root: PathBuf,
 }
+
+/// The collector's own annotation on a Pod whose init containers were told by the order the
+/// kubelet ran the containers in (no runtime holds which ones they are): value `inferred`.
+pub const INIT_CONTAINERS_ANNOTATION: &str = "pod-detail-collector.kubediag.org/init-containers";
 
 /// The text that stands in for an environment value unless the operator reveals them.
 pub use crate::redact::REDACTED;
@@ -63,17 +69,29 @@ pub fn to_json(pod: &Pod) -> serde_json::Result<String> {
 
 /// Rebuilds the pod from its view and what the node's files add.
 pub fn rebuild(view: &PodView, host: &HostFacts, context: &Context) -> Pod {
-    let mut spec = spec::pod_spec(view, context);
-    if let Some(manifest_spec) = host.manifest.as_ref().and_then(|m| m.spec.clone()) {
-        spec = spec::with_manifest(manifest_spec, spec);
+    let manifest_spec = host.manifest.as_ref().and_then(|m| m.spec.as_ref());
+    let kinds = kinds::kinds(view, manifest_spec);
+    let mut spec = spec::pod_spec(view, &kinds, host.allocated.as_ref(), context);
+    if let Some(manifest_spec) = manifest_spec {
+        spec = spec::with_manifest(manifest_spec.clone(), spec);
     }
     if !context.reveal_env {
         spec::redact_env(&mut spec);
         crate::redact::redact_pod_spec(&mut spec);
     }
-    let status = status::pod_status(view, &spec, host, context);
+    let status = status::pod_status(view, &kinds, &spec, host, context);
+    let mut metadata = metadata(view, context);
+    if kinds.inferred && kinds.has_init() {
+        metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(
+                INIT_CONTAINERS_ANNOTATION.to_string(),
+                "inferred".to_string(),
+            );
+    }
     Pod {
-        metadata: metadata(view, context),
+        metadata,
         spec: Some(spec),
         status: Some(status),
     }

@@ -11,23 +11,35 @@ use k8s_openapi::api::core::v1::{
     SecurityContext, Volume, VolumeMount,
 };
 
-use super::{Context, REDACTED, quantity};
+use super::kinds::Kinds;
+use super::{Context, REDACTED, quantity, resources};
 use crate::kubelet::{self, ContainerKind, MountSource, mount_source};
-use crate::record::{Instance, Mount, NamespaceMode, PodView, Resources, Security};
+use crate::record::{Allocation, Instance, Mount, NamespaceMode, PodView, Resources, Security};
 
-pub(super) fn pod_spec(view: &PodView, context: &Context) -> PodSpec {
+pub(super) fn pod_spec(
+    view: &PodView,
+    kinds: &Kinds,
+    allocation: Option<&Allocation>,
+    context: &Context,
+) -> PodSpec {
     let host_mode =
         |mode: Option<NamespaceMode>| Some(true).filter(|_| mode == Some(NamespaceMode::Node));
 
     let (mut init_containers, mut containers, mut ephemeral) = (Vec::new(), Vec::new(), Vec::new());
     for instance in view.newest() {
-        let container = container(view, instance, context);
-        match instance.kind() {
+        let mut container = container(view, instance, context);
+        // The kubelet's allocation holds what the spec asked for, memory requests included;
+        // the cgroup settings only what followed from it.
+        if let Some(allocated) = allocation.and_then(|a| resources::allocated(a, &instance.name)) {
+            container.resources = allocated;
+        }
+        match kinds.of(&instance.name) {
             ContainerKind::Init => init_containers.push(container),
             ContainerKind::App => containers.push(container),
             ContainerKind::Ephemeral => ephemeral.extend(ephemeral_container(container)),
         }
     }
+    init_containers.sort_by_key(|c| kinds.init_position(&c.name));
 
     PodSpec {
         node_name: Some(context.node_name.clone()).filter(|name| !name.is_empty()),

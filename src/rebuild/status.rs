@@ -7,21 +7,26 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{Context, spec};
+use std::net::IpAddr;
+
+use super::kinds::Kinds;
+use super::{Context, resources, spec};
 use crate::kubelet::ContainerKind;
 use crate::record::{HostFacts, Instance, PodView, SandboxState, State};
 
 pub(super) fn pod_status(
     view: &PodView,
+    kinds: &Kinds,
     spec: &PodSpec,
     host: &HostFacts,
     context: &Context,
 ) -> PodStatus {
     let status_of = |history: &Vec<&Instance>| {
         let newest = history.first()?;
+        let kind = kinds.of(&newest.name);
         Some((
-            newest.kind(),
-            container_status(newest, history.get(1).copied(), host),
+            kind,
+            container_status(newest, history.get(1).copied(), kind, host),
         ))
     };
     let (mut init_statuses, mut statuses, mut ephemeral_statuses) =
@@ -74,15 +79,23 @@ pub(super) fn pod_status(
     init_statuses.extend(missing_init);
     let missing = not_created(&statuses, &spec.containers, init_reason);
     statuses.extend(missing);
-    for list in [&mut init_statuses, &mut statuses] {
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-    }
+    // The kubelet lists init containers in the spec's order, the others by name.
+    let spec_position = |name: &str| {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .position(|c| c.name == name)
+            .unwrap_or(usize::MAX)
+    };
+    init_statuses.sort_by_key(|s| (spec_position(&s.name), s.name.clone()));
+    statuses.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let phase = phase(view);
+    let phase = phase(view, kinds, initialized);
     let pod_ips = pod_ips(view, host, context);
+    let ready_to_start = ready_to_start_containers(view, !pod_ips.is_empty());
     PodStatus {
         phase: Some(phase.to_string()),
-        conditions: Some(conditions(phase, &pending_init, &statuses)),
+        conditions: Some(conditions(phase, ready_to_start, &pending_init, &statuses)),
         host_ip: context.host_ip.map(|ip| ip.to_string()),
         host_ips: context
             .host_ip
@@ -90,7 +103,7 @@ pub(super) fn pod_status(
         pod_ip: pod_ips.first().map(|ip| ip.ip.clone()),
         pod_ips: Some(pod_ips).filter(|ips| !ips.is_empty()),
         start_time: view.sandbox.and_then(|s| s.started).map(Time),
-        qos_class: qos_class(view).map(str::to_string),
+        qos_class: qos_class(view, kinds, host).map(str::to_string),
         init_container_statuses: Some(init_statuses).filter(|s| !s.is_empty()),
         container_statuses: Some(statuses).filter(|s| !s.is_empty()),
         ephemeral_container_statuses: Some(ephemeral_statuses).filter(|s| !s.is_empty()),
@@ -120,10 +133,19 @@ fn waiting_status(container: &Container, reason: &str) -> ContainerStatus {
     }
 }
 
+/// `PodReadyToStartContainers` (a kubelet condition since 1.29): the newest sandbox is ready
+/// and, unless the pod uses the node's network, has an address — no new sandbox is needed.
+fn ready_to_start_containers(view: &PodView, has_ip: bool) -> bool {
+    view.sandbox.is_some_and(|sandbox| {
+        sandbox.state == SandboxState::Ready && (spec::host_network(view) == Some(true) || has_ip)
+    })
+}
+
 /// The kubelet's conditions (`pkg/kubelet/status/generate.go`), with its reasons and
-/// messages. Transition times are not in the runtime.
+/// messages, in its order. Transition times are not in the runtime.
 fn conditions(
     phase: &str,
+    ready_to_start: bool,
     pending_init: &[&str],
     statuses: &[ContainerStatus],
 ) -> Vec<PodCondition> {
@@ -169,6 +191,7 @@ fn conditions(
         ),
     };
     vec![
+        condition("PodReadyToStartContainers", ready_to_start, None, None),
         initialized,
         ready("Ready"),
         ready("ContainersReady"),
@@ -179,13 +202,14 @@ fn conditions(
 fn container_status(
     newest: &Instance,
     previous: Option<&Instance>,
+    kind: ContainerKind,
     host: &HostFacts,
 ) -> ContainerStatus {
     let running = newest.is_running();
     // App containers: probe results are not in the runtime, so running is the most that can
     // be said. Init containers have no probes: the kubelet calls them ready once they
     // succeeded.
-    let ready = match newest.kind() {
+    let ready = match kind {
         ContainerKind::Init => newest.succeeded(),
         ContainerKind::App | ContainerKind::Ephemeral => running,
     };
@@ -243,18 +267,25 @@ fn terminated(instance: &Instance, host: &HostFacts) -> Option<ContainerStateTer
     else {
         return None;
     };
-    // The runtime's error, then what the container wrote to its termination-message file.
-    let message = [
-        message.as_deref(),
-        host.termination_messages
-            .get(&instance.id)
-            .map(String::as_str),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|text| !text.is_empty())
-    .collect::<Vec<_>>()
-    .join("\n");
+    // The runtime's error, then what the container wrote to its termination-message file or,
+    // when that is empty and the policy says so, its log's tail; joined as the kubelet joins
+    // them.
+    let written = host
+        .termination_messages
+        .get(&instance.id)
+        .filter(|text| !text.is_empty())
+        .or_else(|| {
+            instance
+                .falls_back_to_logs()
+                .then(|| host.log_tails.get(&instance.id))
+                .flatten()
+        });
+    let message = [message.as_deref(), written.map(String::as_str)]
+        .into_iter()
+        .flatten()
+        .filter(|text| !text.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ");
     let message = Some(message).filter(|m| !m.is_empty());
     let reason = reason.clone().unwrap_or_else(|| {
         match (instance.oom_killed, exit_code) {
@@ -281,23 +312,42 @@ fn terminated(instance: &Instance, host: &HostFacts) -> Option<ContainerStateTer
 }
 
 /// The kubelet decides the phase with the restart policy, which the runtime does not hold.
-/// The sandbox stands in for it: the kubelet stops the sandbox once a pod is finished.
-fn phase(view: &PodView) -> &'static str {
-    // Init containers running alone keep the pod pending.
-    let ever_started = view
-        .containers
-        .values()
-        .flatten()
-        .filter(|instance| instance.kind() == ContainerKind::App)
-        .any(|instance| instance.ever_started());
-    if !ever_started {
+/// The sandbox stands in for it: the kubelet stops the sandbox once a pod is finished. As in
+/// its `getPhase`, a container that terminated (even one that could not start) counts as
+/// stopped: only a pod whose containers are all still waiting or created is `Pending`.
+fn phase(view: &PodView, kinds: &Kinds, initialized: bool) -> &'static str {
+    let sandbox_running = view.sandbox.is_some_and(|s| s.state == SandboxState::Ready);
+    let regular: Vec<&Instance> = view
+        .newest()
+        .filter(|instance| kinds.of(&instance.name) == ContainerKind::App)
+        .collect();
+    if !initialized {
+        // Init containers still to succeed: pending, unless the kubelet gave the pod up.
+        let init_failed = view.newest().any(|instance| {
+            kinds.of(&instance.name) == ContainerKind::Init
+                && instance.has_exited()
+                && !instance.succeeded()
+        });
+        return if init_failed && !sandbox_running && !view.newest().any(Instance::is_running) {
+            "Failed"
+        } else {
+            "Pending"
+        };
+    }
+    let all_waiting = regular.iter().all(|instance| {
+        instance.state == State::Created
+            && !view
+                .containers
+                .get(instance.name.as_str())
+                .is_some_and(|history| history.iter().skip(1).any(|i| i.has_exited()))
+    });
+    if all_waiting {
         return "Pending";
     }
-    let sandbox_running = view.sandbox.is_some_and(|s| s.state == SandboxState::Ready);
     if sandbox_running || view.newest().any(Instance::is_running) {
         return "Running";
     }
-    if view.newest().all(Instance::succeeded) {
+    if regular.iter().all(|instance| instance.succeeded()) {
         "Succeeded"
     } else {
         "Failed"
@@ -320,12 +370,44 @@ fn pod_ips(view: &PodView, host: &HostFacts, context: &Context) -> Vec<PodIP> {
     } else {
         &host.pod_ips
     };
-    ips.iter().map(|ip| PodIP { ip: ip.to_string() }).collect()
+    sort_pod_ips(ips, context.host_ip)
+        .into_iter()
+        .map(|ip| PodIP { ip: ip.to_string() })
+        .collect()
 }
 
-/// The QoS class, from the cgroup the kubelet placed the pod in, else from the OOM score it
-/// gave the containers. The sandbox's settings are fixed by the kubelet and say nothing.
-fn qos_class(view: &PodView) -> Option<&'static str> {
+/// The kubelet's `sortPodIPs`: the first address of the node's primary family (IPv4 when the
+/// node's address is unknown), then the first of the other family; at most one per family.
+fn sort_pod_ips(ips: &[IpAddr], node_ip: Option<IpAddr>) -> Vec<IpAddr> {
+    let primary_v6 = node_ip.is_some_and(|ip| ip.is_ipv6());
+    let first = |v6: bool| ips.iter().find(|ip| ip.is_ipv6() == v6).copied();
+    [first(primary_v6), first(!primary_v6)]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The QoS class: computed the way the API does from the requests and limits the kubelet
+/// allocated, where its checkpoint holds the pod (checked against the cgroup, which should
+/// agree); else from the cgroup the kubelet placed the pod in, else from the OOM score it gave
+/// the containers. The sandbox's settings are fixed by the kubelet and say nothing.
+fn qos_class(view: &PodView, kinds: &Kinds, host: &HostFacts) -> Option<&'static str> {
+    let from_runtime = qos_from_runtime(view);
+    let Some(allocated) = host.allocated.as_ref() else {
+        return from_runtime;
+    };
+    let from_allocation = resources::qos_class(allocated, kinds);
+    if let Some(runtime) = from_runtime.filter(|runtime| *runtime != from_allocation) {
+        log::warn!(
+            "pod {}: the kubelet's allocation makes it {from_allocation}, its cgroup {runtime}; \
+             showing {from_allocation}",
+            view.uid
+        );
+    }
+    Some(from_allocation)
+}
+
+fn qos_from_runtime(view: &PodView) -> Option<&'static str> {
     let parents = view
         .newest()
         .map(|instance| instance.cgroup_parent.as_deref())

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
 use k8s_openapi::jiff::Timestamp;
 
 /// Everything known about one pod on this node.
@@ -75,6 +75,8 @@ pub struct Instance {
     pub name: String,
     pub attempt: Option<u32>,
     pub created: Option<Timestamp>,
+    /// The sandbox the instance runs in, where the runtime tells.
+    pub sandbox_id: Option<ContainerId>,
     pub state: State,
     pub oom_killed: bool,
     pub image: ImageRef,
@@ -186,6 +188,22 @@ pub struct HostFacts {
     pub pod_ips: Vec<IpAddr>,
     /// Termination-message file contents, by container ID.
     pub termination_messages: HashMap<ContainerId, String>,
+    /// The tail of the container's log the kubelet would show instead of an empty
+    /// termination message (`FallbackToLogsOnError`), by container ID: only for the instances
+    /// that policy applies to.
+    pub log_tails: HashMap<ContainerId, String>,
+    /// What the kubelet allocated to the pod, where its checkpoint holds it.
+    pub allocated: Option<Allocation>,
     /// The static pod manifest the kubelet runs the pod from.
     pub manifest: Option<Pod>,
+}
+
+/// The requests and limits the kubelet allocated to a pod (Kubernetes 1.33+,
+/// `<kubelet-root>/allocated_pods_state`): memory requests included, which no runtime holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Allocation {
+    /// By container name: init, regular and ephemeral containers alike.
+    pub containers: BTreeMap<String, ResourceRequirements>,
+    /// Pod-level resources, where the pod asked for them.
+    pub pod: Option<ResourceRequirements>,
 }

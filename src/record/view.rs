@@ -11,6 +11,8 @@ use crate::kubelet::{self, ContainerKind};
 pub struct PodView<'a> {
     /// The newest sandbox: older ones are history.
     pub sandbox: Option<&'a Sandbox>,
+    /// Every sandbox, newest first.
+    pub sandboxes: Vec<&'a Sandbox>,
     pub uid: &'a str,
     /// By container name, newest instance first. Instances of another pod with the same name
     /// (an older UID) are left out.
@@ -21,10 +23,9 @@ impl<'a> PodView<'a> {
     /// `None` when the record holds nothing the kubelet made.
     pub fn new(record: &'a PodRecord) -> Option<Self> {
         // Newest first; the attempt breaks ties between those created in the same instant.
-        let sandbox = record
-            .sandboxes
-            .iter()
-            .min_by_key(|s| std::cmp::Reverse((s.created, s.attempt)));
+        let mut sandboxes: Vec<&Sandbox> = record.sandboxes.iter().collect();
+        sandboxes.sort_by_key(|s| std::cmp::Reverse((s.created, s.attempt)));
+        let sandbox = sandboxes.first().copied();
         let mut instances: Vec<&Instance> = record.containers.iter().collect();
         instances.sort_by_key(|i| std::cmp::Reverse((i.created, i.attempt)));
 
@@ -43,6 +44,7 @@ impl<'a> PodView<'a> {
         }
         Some(PodView {
             sandbox,
+            sandboxes,
             uid,
             containers,
         })
@@ -61,6 +63,32 @@ impl<'a> PodView<'a> {
             Some(sandbox) => Some(&sandbox.labels),
             None => self.newest().next().map(|instance| &instance.labels),
         }
+    }
+
+    /// The instances that ran in this sandbox, oldest first: those the runtime says belong to
+    /// it, and, where it does not say, those created after it and before the next one.
+    pub fn instances_in(&self, sandbox: &Sandbox) -> Vec<&'a Instance> {
+        let next = self
+            .sandboxes
+            .iter()
+            .filter(|other| (other.created, other.attempt) > (sandbox.created, sandbox.attempt))
+            .filter_map(|other| other.created)
+            .min();
+        let mut instances: Vec<&Instance> = self
+            .containers
+            .values()
+            .flatten()
+            .copied()
+            .filter(|instance| match &instance.sandbox_id {
+                Some(id) => *id == sandbox.id,
+                None => {
+                    instance.created >= sandbox.created
+                        && next.is_none_or(|next| instance.created < Some(next))
+                }
+            })
+            .collect();
+        instances.sort_by_key(|i| (i.created, i.attempt));
+        instances
     }
 
     /// A pod annotation (they are kept on the sandbox).
@@ -119,6 +147,22 @@ impl Instance {
             State::Running { started } | State::Exited { started, .. } => started,
             State::Created => None,
         }
+    }
+
+    /// Whether the kubelet takes this instance's message from its log when the
+    /// termination-message file is empty (`FallbackToLogsOnError`): it failed, and it ran (one
+    /// that could not even start has no log).
+    pub fn falls_back_to_logs(&self) -> bool {
+        let State::Exited {
+            exit_code, reason, ..
+        } = &self.state
+        else {
+            return false;
+        };
+        self.annotation(kubelet::TERMINATION_MESSAGE_POLICY)
+            == Some(kubelet::FALLBACK_TO_LOGS_ON_ERROR)
+            && *exit_code != 0
+            && reason.as_deref() != Some(kubelet::CONTAINER_CANNOT_RUN)
     }
 
     /// Whether this instance ever ran.

@@ -372,6 +372,7 @@ def policy(rep: Report, label: str, docs: list[dict]) -> None:
         ("/proc", "PDC_HOST_PROC"),
         ("/var/lib/kubelet", "PDC_KUBELET_ROOT"),
         ("/etc/kubernetes/manifests", "PDC_MANIFEST_DIR"),
+        ("/var/log/pods", "PDC_POD_LOGS_DIR"),
     ):
         vol, m = host_mount(host_path)
         if rep.check(bool(vol and m), f"{label}: host {host_path} mounted"):

@@ -336,6 +336,7 @@ impl CriNode {
 
         // --- containers ------------------------------------------------------------------
         let mut created = Vec::new();
+        let mut unsettled = Vec::new();
         let mut container_configs = HashMap::new();
         let mut spec_images = HashMap::new();
         for c in &pod.containers {
@@ -396,7 +397,19 @@ impl CriNode {
                 )
                 .await
                 .container_id;
-                self.settle(&id, &what, &inst).await;
+                if pod.created_together {
+                    // The kubelet's regular containers: created together, started and
+                    // waited for once all are created.
+                    assert_eq!(
+                        c.instances_or_default().len(),
+                        1,
+                        "containers created together have one instance each: {}",
+                        c.name
+                    );
+                    unsettled.push((id.clone(), what, inst.clone()));
+                } else {
+                    self.settle(&id, &what, &inst).await;
+                }
                 container_configs.insert(id.clone(), config);
                 instances.push(CreatedInstance {
                     attempt,
@@ -406,6 +419,14 @@ impl CriNode {
                 });
             }
             created.push((c.name.clone(), instances));
+        }
+        let mut started = Vec::new();
+        for (id, what, inst) in unsettled {
+            let outcome = self.start(&id, &inst).await;
+            started.push((id, what, inst, outcome));
+        }
+        for (id, what, inst, outcome) in started {
+            self.wait_settled(&id, &what, &inst, outcome).await;
         }
 
         if pod.finished {
@@ -433,15 +454,35 @@ impl CriNode {
 
     /// Starts the instance (unless it is `Created`) and waits until it is in its final state.
     async fn settle(&self, id: &str, what: &str, inst: &Instance) {
-        use ContainerState::{ContainerCreated, ContainerExited, ContainerRunning};
+        let started = self.start(id, inst).await;
+        self.wait_settled(id, what, inst, started).await;
+    }
+
+    /// `StartContainer`, unless the instance is `Created`: its outcome.
+    async fn start(&self, id: &str, inst: &Instance) -> Option<Result<(), String>> {
         if *inst == Instance::Created {
-            self.wait_state(id, what, &[ContainerCreated]).await;
-            return;
+            return None;
         }
         let started = try_call(self.rt().start_container(cri::StartContainerRequest {
             container_id: id.to_string(),
         }))
         .await;
+        Some(started.map(drop).map_err(|e| e.message().to_string()))
+    }
+
+    /// Waits until a started instance is in its final state.
+    async fn wait_settled(
+        &self,
+        id: &str,
+        what: &str,
+        inst: &Instance,
+        started: Option<Result<(), String>>,
+    ) {
+        use ContainerState::{ContainerCreated, ContainerExited, ContainerRunning};
+        let Some(started) = started else {
+            self.wait_state(id, what, &[ContainerCreated]).await;
+            return;
+        };
         match inst {
             Instance::CannotRun => {
                 assert!(started.is_err(), "{what} was meant to fail to start");
@@ -449,7 +490,7 @@ impl CriNode {
                 assert_ne!(st.exit_code, 0, "{what}: {st:?}");
             }
             Instance::Running => {
-                started.unwrap_or_else(|e| panic!("StartContainer {what}: {}", e.message()));
+                started.unwrap_or_else(|e| panic!("StartContainer {what}: {e}"));
                 let st = self
                     .wait_state(id, what, &[ContainerRunning, ContainerExited])
                     .await;
@@ -458,13 +499,15 @@ impl CriNode {
                     "{what} was meant to keep running but exited: {st:?}"
                 );
             }
-            Instance::Exit(code) | Instance::ExitWithMessage(code, _) => {
-                started.unwrap_or_else(|e| panic!("StartContainer {what}: {}", e.message()));
+            Instance::Exit(code)
+            | Instance::ExitWithMessage(code, _)
+            | Instance::ExitWithLog(code, _) => {
+                started.unwrap_or_else(|e| panic!("StartContainer {what}: {e}"));
                 let st = self.wait_state(id, what, &[ContainerExited]).await;
                 assert_eq!(i64::from(st.exit_code), *code, "{what} exit code: {st:?}");
             }
             Instance::OomKilled => {
-                started.unwrap_or_else(|e| panic!("StartContainer {what}: {}", e.message()));
+                started.unwrap_or_else(|e| panic!("StartContainer {what}: {e}"));
                 let mut st = self.wait_state(id, what, &[ContainerExited]).await;
                 // containerd learns of the OOM kill from the shim's event, which may come just
                 // after the exit: give the reason a moment.

@@ -188,6 +188,12 @@ impl Instance {
                 format!("printf '%s' \"$1\" > /dev/termination-log; exit {code}"),
                 &["sh", msg],
             ),
+            Instance::ExitWithLog(code, lines) => sh(
+                format!("printf '%s\\n' \"$@\" >&2; exit {code}"),
+                &std::iter::once("sh")
+                    .chain(lines.iter().map(String::as_str))
+                    .collect::<Vec<_>>(),
+            ),
             Instance::OomKilled => (Some(vec!["tail".into(), "/dev/zero".into()]), None),
             Instance::CannotRun => (Some(vec![MISSING_COMMAND.into()]), None),
         }
@@ -350,7 +356,7 @@ pub fn container_annotations(
         ),
         (
             "io.kubernetes.container.terminationMessagePolicy".into(),
-            "File".into(),
+            c.termination_message_policy.clone(),
         ),
         (
             "io.kubernetes.pod.terminationGracePeriod".into(),
@@ -438,4 +444,88 @@ pub fn new_termination_log(container_dir: &Path) -> PathBuf {
 fn set_mode_666(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+}
+
+impl Container {
+    /// The container's `resources` as the API server stores them (requests defaulted to the
+    /// limits), as JSON the way Go writes quantities (`100m`, `1`, `64Mi`).
+    pub fn resources_json(&self) -> serde_json::Value {
+        let cpu = |m: i64| {
+            if m % 1000 == 0 {
+                (m / 1000).to_string()
+            } else {
+                format!("{m}m")
+            }
+        };
+        let mut requests = serde_json::Map::new();
+        let mut limits = serde_json::Map::new();
+        if let Some(m) = self.effective_cpu_request() {
+            requests.insert("cpu".into(), cpu(m).into());
+        }
+        if let Some(bytes) = self.effective_memory_request() {
+            requests.insert("memory".into(), memory_quantity(bytes).into());
+        }
+        if let Some(m) = self.cpu_limit_m {
+            limits.insert("cpu".into(), cpu(m).into());
+        }
+        if let Some(bytes) = self.memory_limit {
+            limits.insert("memory".into(), memory_quantity(bytes).into());
+        }
+        let mut resources = serde_json::Map::new();
+        if !limits.is_empty() {
+            resources.insert("limits".into(), limits.into());
+        }
+        if !requests.is_empty() {
+            resources.insert("requests".into(), requests.into());
+        }
+        resources.into()
+    }
+}
+
+/// Bytes as Go's `resource.Quantity` writes a binary amount: `64Mi`, `1Gi`, else plain.
+fn memory_quantity(bytes: i64) -> String {
+    for (suffix, unit) in [
+        ("Ei", 60),
+        ("Pi", 50),
+        ("Ti", 40),
+        ("Gi", 30),
+        ("Mi", 20),
+        ("Ki", 10),
+    ] {
+        let size = 1i64 << unit;
+        if bytes % size == 0 {
+            return format!("{}{suffix}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
+/// Writes `<kubelet root>/allocated_pods_state` as a Kubernetes 1.34+ kubelet's checkpoint
+/// manager does: `{"data": "<PodResourceCheckpointInfo JSON>", "checksum": N}`, N being
+/// FNV-1a (32 bit) of `(string)` and the data (go-spew's `%#v` of a string), for every
+/// container of these pods.
+pub fn write_allocated_pods_state(kubelet_root: &Path, pods: &[(&str, &Pod)]) {
+    let mut entries = serde_json::Map::new();
+    for (uid, pod) in pods {
+        let containers: serde_json::Map<String, serde_json::Value> = pod
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), c.resources_json()))
+            .collect();
+        entries.insert(
+            uid.to_string(),
+            serde_json::json!({"ContainerResources": containers}),
+        );
+    }
+    // Go's encoding/json writes map keys sorted, as serde_json's map does.
+    let data = serde_json::json!({ "entries": entries }).to_string();
+    let checksum = b"(string)"
+        .iter()
+        .chain(data.as_bytes())
+        .fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+        });
+    let file = serde_json::json!({"data": data, "checksum": u64::from(checksum)});
+    std::fs::write(kubelet_root.join("allocated_pods_state"), file.to_string())
+        .expect("write allocated_pods_state");
 }

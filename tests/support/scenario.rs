@@ -26,6 +26,9 @@ pub enum Instance {
     Exit(i64),
     /// Like `Exit`, and writes this text to `/dev/termination-log` before exiting.
     ExitWithMessage(i64, String),
+    /// Like `Exit`, and writes these lines to its stderr (its log) before exiting; the
+    /// termination-log file stays empty.
+    ExitWithLog(i64, Vec<String>),
     /// Killed by the kernel OOM killer: `tail /dev/zero` under the container's memory limit
     /// (16 MiB unless set; exit 137).
     OomKilled,
@@ -119,6 +122,8 @@ pub struct Container {
     pub working_dir: Option<String>,
     pub privileged: bool,
     pub container_type: Option<String>,
+    /// `terminationMessagePolicy`: `File` (default) or `FallbackToLogsOnError`.
+    pub termination_message_policy: String,
     pub first_attempt: u32,
     pub instances: Vec<Instance>,
     /// Annotations written as given, over the kubelet's own (to model odd or broken values).
@@ -142,6 +147,7 @@ impl Container {
             working_dir: None,
             privileged: false,
             container_type: None,
+            termination_message_policy: "File".to_string(),
             first_attempt: 0,
             instances: Vec::new(),
             raw_annotations: Vec::new(),
@@ -244,6 +250,12 @@ impl Container {
         self.container_type = Some(t.to_string());
         self
     }
+    /// `terminationMessagePolicy: FallbackToLogsOnError`: a failed instance with an empty
+    /// termination-log file shows its log's tail.
+    pub fn fallback_to_logs_on_error(mut self) -> Self {
+        self.termination_message_policy = "FallbackToLogsOnError".to_string();
+        self
+    }
     /// Writes this container annotation (label `annotation.<key>`) as given, replacing the
     /// kubelet's value: for malformed or unknown annotations.
     pub fn raw_annotation(mut self, key: &str, value: &str) -> Self {
@@ -291,6 +303,9 @@ pub struct Pod {
     pub sandbox_image: Option<String>,
     /// CNI-style addresses through a veth whose host end stays in the host namespace.
     pub cni: Option<CniAddresses>,
+    /// The containers' first instances are created back to back, then started, and only then
+    /// waited for, as the kubelet creates a pod's regular containers together.
+    pub created_together: bool,
 }
 
 /// What [`Pod::cni_veth`] gives the pod's `eth0`.
@@ -324,7 +339,15 @@ impl Pod {
             name_clash_suffix: false,
             sandbox_image: None,
             cni: None,
+            created_together: false,
         }
+    }
+    /// Creates every container's first instance back to back, then starts them, and only
+    /// then waits for them (the kubelet's regular containers, created together); each
+    /// container then has that one instance only.
+    pub fn containers_created_together(mut self) -> Self {
+        self.created_together = true;
+        self
     }
     /// Fixed UID (default: a random UUID, or the config hash for static pods).
     pub fn uid(mut self, uid: &str) -> Self {

@@ -49,6 +49,7 @@ pub fn settings_for(node: &Node) -> Settings {
         runtime_timeout: Duration::from_secs(10),
         kubelet_root: node.kubelet_root.clone(),
         manifest_dir: manifests,
+        pod_logs_dir: node.pod_logs_dir.clone(),
         ..Settings::default()
     }
 }

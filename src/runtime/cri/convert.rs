@@ -33,6 +33,9 @@ pub struct Answered {
     pub containers: Vec<ContainerStatusResponse>,
     /// `ImageStatus(verbose)` by image reference, for containers without `info.config`.
     pub images: HashMap<String, ImageStatusResponse>,
+    /// Each container's sandbox as `ListContainers` named it (`pod_sandbox_id`), by container
+    /// ID: for runtimes whose verbose info does not say.
+    pub sandbox_ids: HashMap<String, String>,
 }
 
 pub fn pod_record(answered: &Answered) -> PodRecord {
@@ -155,6 +158,9 @@ fn sorted(map: &HashMap<String, String>) -> BTreeMap<String, String> {
 #[serde(default)]
 struct ContainerInfo {
     config: Option<ConfigInfo>,
+    /// containerd and CRI-O both write it.
+    #[serde(rename = "sandboxID")]
+    sandbox_id: String,
     #[serde(rename = "runtimeSpec")]
     runtime_spec: RuntimeSpec,
     privileged: bool,
@@ -305,6 +311,11 @@ fn instance(answered: &Answered, answer: &ContainerStatusResponse) -> Option<Ins
         name: metadata.name.clone(),
         attempt: Some(metadata.attempt),
         created: time(status.created_at),
+        sandbox_id: Some(info.sandbox_id.as_str())
+            .filter(|id| !id.is_empty())
+            .or_else(|| answered.sandbox_ids.get(&status.id).map(String::as_str))
+            .filter(|id| !id.is_empty())
+            .map(|id| container_id(runtime, id)),
         oom_killed: status.reason == "OOMKilled",
         state,
         image: ImageRef {
@@ -464,6 +475,7 @@ mod tests {
         let answered = Answered {
             runtime_name: "containerd".into(),
             containers: vec![container(serde_json::json!({
+                "sandboxID": "s9",
                 "config": {
                     "image": {"image": "sha256:1", "user_specified_image": "app:1"},
                     "command": ["sh"], "args": ["-c", "exit 3"],
@@ -479,6 +491,14 @@ mod tests {
             panic!("one instance: {record:?}");
         };
         assert_eq!(instance.id.to_string(), "containerd://c1");
+        assert_eq!(
+            instance
+                .sandbox_id
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("containerd://s9")
+        );
         assert_eq!(instance.command.as_deref(), Some(&["sh".to_string()][..]));
         assert_eq!(instance.env[0].value, "hunter2");
         assert!(instance.security.privileged);
@@ -525,6 +545,7 @@ mod tests {
                 HashMap::new()
             },
             sandboxes: Vec::new(),
+            sandbox_ids: HashMap::from([("c1".to_string(), "s1".to_string())]),
         };
         let first = |answered: Answered| {
             pod_record(&answered)
@@ -534,6 +555,15 @@ mod tests {
                 .unwrap_or_default()
         };
         let defaults = first(answered(serde_json::json!(["/entry", "serve"]), true));
+        // No sandboxID in the info: the list's entry names the sandbox.
+        assert_eq!(
+            defaults
+                .sandbox_id
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("cri-o://s1")
+        );
         assert_eq!((defaults.command, defaults.args), (None, None));
         assert_eq!(
             defaults.env,

@@ -156,12 +156,17 @@ impl CriRuntime {
                     .push(status);
             }
         }
-        for status in container_statuses.into_iter().filter_map(skip_vanished) {
+        for (listed, status) in containers.iter().zip(container_statuses) {
+            let Some(status) = skip_vanished(status) else {
+                continue;
+            };
             let status = status?;
             if let Some(pod) = in_scope(status.status.as_ref().map(|s| &s.labels)) {
-                answered_for(&mut pods, pod, runtime_name)
-                    .containers
-                    .push(status);
+                let answered = answered_for(&mut pods, pod, runtime_name);
+                answered
+                    .sandbox_ids
+                    .insert(listed.id.clone(), listed.pod_sandbox_id.clone());
+                answered.containers.push(status);
             }
         }
         self.add_images(&connected, &mut pods).await?;

@@ -13,6 +13,9 @@ use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::kubelet::{CONTAINER_NAME_LABEL, POD_UID_LABEL};
+
+/// The sandbox's container ID, on app containers.
+pub const SANDBOX_ID_LABEL: &str = "io.kubernetes.sandbox.id";
 use crate::record::{
     ContainerId, EnvVar, ImageRef, Instance, Mount, NamespaceMode, PodRecord, Resources, Sandbox,
     SandboxState, Security, State,
@@ -245,6 +248,11 @@ fn instance(docker: &Kubelet, image: Option<&ImageInspect>) -> Instance {
         name: docker.name.to_string(),
         attempt: inspect.name.as_deref().and_then(attempt_from_name),
         created: inspect.created.as_deref().and_then(docker_time),
+        sandbox_id: docker
+            .labels
+            .get(SANDBOX_ID_LABEL)
+            .filter(|id| !id.is_empty())
+            .map(|id| docker_id(id)),
         state: state(docker),
         oom_killed: inspect.state.as_ref().and_then(|s| s.oom_killed) == Some(true),
         image: image_ref(inspect, image),
@@ -440,6 +448,7 @@ mod tests {
                 "Id": "c1", "Image": "sha256:1", "Name": "/k8s_app_web_ns_u1_0",
                 "Config": {
                     "Labels": {"io.kubernetes.container.name": "app", "io.kubernetes.pod.uid": "u1",
+                               "io.kubernetes.sandbox.id": "s1",
                                "annotation.io.kubernetes.container.restartCount": "0"},
                     "Cmd": ["sleep", "1"], "Env": ["PATH=/bin", "DB_PASSWORD=hunter2"],
                     "WorkingDir": "/srv"
@@ -475,6 +484,14 @@ mod tests {
                 .any(|k| k.starts_with(ANNOTATION_PREFIX))
         );
         assert_eq!(instance.id.to_string(), "docker://c1");
+        assert_eq!(
+            instance
+                .sandbox_id
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("docker://s1")
+        );
         assert_eq!(instance.image.spec, "app:1");
         assert_eq!(instance.image.id, "docker://sha256:1");
         assert_eq!(instance.attempt, Some(0));

@@ -32,27 +32,40 @@ pub async fn create(docker: &Docker, name: &str, body: ContainerCreateBody) -> S
 
 /// Starts the instance (unless it is `Created`) and waits until it is in its final state.
 pub async fn settle(docker: &Docker, id: &str, name: &str, inst: &Instance) {
-    use ContainerStateStatusEnum::{CREATED, EXITED, RUNNING};
-    if *inst == Instance::Created {
-        util::wait_status(docker, id, &[CREATED], WAIT).await;
-        return;
-    }
-    if *inst == Instance::CannotRun {
-        let started = docker.start_container(id, None).await;
-        assert!(
-            started.is_err(),
-            "container {name} was meant to fail to start"
-        );
-        let c = util::wait_status(docker, id, &[CREATED, EXITED], WAIT).await;
-        let st = c.state.as_ref().expect("state");
-        assert_ne!(st.exit_code, Some(0), "container {name}: {st:?}");
-        return;
-    }
-    docker
-        .start_container(id, None)
-        .await
-        .unwrap_or_else(|e| panic!("start container {name}: {e}"));
+    start(docker, id, name, inst).await;
+    wait_settled(docker, id, name, inst).await;
+}
+
+/// Starts the instance unless it is `Created`; a `CannotRun` one must fail to start.
+pub async fn start(docker: &Docker, id: &str, name: &str, inst: &Instance) {
     match inst {
+        Instance::Created => {}
+        Instance::CannotRun => {
+            let started = docker.start_container(id, None).await;
+            assert!(
+                started.is_err(),
+                "container {name} was meant to fail to start"
+            );
+        }
+        _ => docker
+            .start_container(id, None)
+            .await
+            .unwrap_or_else(|e| panic!("start container {name}: {e}")),
+    }
+}
+
+/// Waits until a started instance is in its final state.
+pub async fn wait_settled(docker: &Docker, id: &str, name: &str, inst: &Instance) {
+    use ContainerStateStatusEnum::{CREATED, EXITED, RUNNING};
+    match inst {
+        Instance::Created => {
+            util::wait_status(docker, id, &[CREATED], WAIT).await;
+        }
+        Instance::CannotRun => {
+            let c = util::wait_status(docker, id, &[CREATED, EXITED], WAIT).await;
+            let st = c.state.as_ref().expect("state");
+            assert_ne!(st.exit_code, Some(0), "container {name}: {st:?}");
+        }
         Instance::Running => {
             let c = util::wait_status(docker, id, &[RUNNING, EXITED], WAIT).await;
             assert_eq!(
@@ -62,7 +75,9 @@ pub async fn settle(docker: &Docker, id: &str, name: &str, inst: &Instance) {
                 c.state
             );
         }
-        Instance::Exit(code) | Instance::ExitWithMessage(code, _) => {
+        Instance::Exit(code)
+        | Instance::ExitWithMessage(code, _)
+        | Instance::ExitWithLog(code, _) => {
             let c = util::wait_status(docker, id, &[EXITED], WAIT).await;
             let got = c.state.as_ref().and_then(|s| s.exit_code);
             assert_eq!(got, Some(*code), "container {name} exit code");
@@ -76,7 +91,6 @@ pub async fn settle(docker: &Docker, id: &str, name: &str, inst: &Instance) {
                 "container {name} was meant to be OOM-killed: {st:?}"
             );
         }
-        Instance::Created | Instance::CannotRun => unreachable!(),
     }
 }
 

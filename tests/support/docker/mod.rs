@@ -61,6 +61,10 @@ pub struct Node {
     pub dir: PathBuf,
     /// The kubelet root (`--root-dir`) the pods are laid out under.
     pub kubelet_root: PathBuf,
+    /// The kubelet's pod log directory (`/var/log/pods` on a node): each started instance's
+    /// `<ns>_<name>_<uid>/<container>/<restart>.log` links to Docker's json-file log, as
+    /// cri-dockerd and dockershim make it.
+    pub pod_logs_dir: PathBuf,
     namespaces: Mutex<Vec<String>>,
     /// Containers made outside the kubelet's layout ([`Node::run_plain`]), removed on drop.
     plain_containers: Mutex<Vec<String>>,
@@ -100,13 +104,16 @@ impl Node {
         let suffix = util::random_hex(8);
         let dir = std::env::temp_dir().join(format!("pdc-test-{suffix}"));
         let kubelet_root = dir.join("kubelet");
+        let pod_logs_dir = dir.join("pods-logs");
         std::fs::create_dir_all(kubelet_root.join("pods")).expect("create kubelet root");
+        std::fs::create_dir_all(&pod_logs_dir).expect("create pod log dir");
         std::fs::create_dir_all(dir.join("host")).expect("create host dir");
         Self {
             docker,
             suffix,
             dir,
             kubelet_root,
+            pod_logs_dir,
             namespaces: Mutex::new(Vec::new()),
             plain_containers: Mutex::new(Vec::new()),
             host_veths: Mutex::new(Vec::new()),
@@ -145,9 +152,39 @@ impl Node {
             sandbox: &sandbox,
         };
         let mut containers = Vec::new();
-        for c in &pod.containers {
-            let instances = self.create_instances(&layout, c).await;
-            containers.push((c.name.clone(), instances));
+        if pod.created_together {
+            // The kubelet's regular containers: created back to back, then started, and
+            // only then waited for.
+            let mut started = Vec::new();
+            for c in &pod.containers {
+                let instances = c.instances_or_default();
+                let [inst] = instances.as_slice() else {
+                    panic!(
+                        "containers created together have one instance each: {}",
+                        c.name
+                    );
+                };
+                let inst = inst.clone();
+                let image = self.resolve_image(c).await;
+                let container_dir = setup.container_dir(c);
+                let (created, name) = self
+                    .create_unsettled(&layout, c, &image, &container_dir, c.first_attempt, inst)
+                    .await;
+                started.push((c, created, name));
+            }
+            for (_, created, name) in &started {
+                calls::start(&self.docker, &created.id, name, &created.instance).await;
+            }
+            for (c, created, name) in started {
+                calls::wait_settled(&self.docker, &created.id, &name, &created.instance).await;
+                self.link_log(&layout, c, &created).await;
+                containers.push((c.name.clone(), vec![created]));
+            }
+        } else {
+            for c in &pod.containers {
+                let instances = self.create_instances(&layout, c).await;
+                containers.push((c.name.clone(), instances));
+            }
         }
         if pod.finished {
             // The kubelet stops the sandbox of a finished pod.
@@ -259,6 +296,25 @@ impl Node {
         attempt: u32,
         inst: Instance,
     ) -> CreatedInstance {
+        let (created, name) = self
+            .create_unsettled(layout, c, image, container_dir, attempt, inst)
+            .await;
+        calls::settle(&self.docker, &created.id, &name, &created.instance).await;
+        self.link_log(layout, c, &created).await;
+        created
+    }
+
+    /// Creates one instance of the container with its own termination-log file, not started;
+    /// the instance and its Docker name.
+    async fn create_unsettled(
+        &self,
+        layout: &PodLayout<'_>,
+        c: &Container,
+        image: &ContainerImage,
+        container_dir: &Path,
+        attempt: u32,
+        inst: Instance,
+    ) -> (CreatedInstance, String) {
         let setup = layout.setup;
         // The kubelet makes a new termination-log file per instance.
         let termination_log = kubelet::new_termination_log(container_dir);
@@ -273,13 +329,35 @@ impl Node {
         let body = config::container_body(layout, c, &inst, attempt, image, mounts);
         let name = config::container_name(layout.pod, c, &setup.uid, attempt);
         let id = calls::create(&self.docker, &name, body).await;
-        calls::settle(&self.docker, &id, &name, &inst).await;
-        CreatedInstance {
+        let created = CreatedInstance {
             attempt,
             id,
             instance: inst,
             termination_log,
-        }
+        };
+        (created, name)
+    }
+
+    /// Links `<pod logs>/<ns>_<name>_<uid>/<container>/<restart>.log` to Docker's json-file
+    /// log of a started instance, as cri-dockerd does.
+    async fn link_log(&self, layout: &PodLayout<'_>, c: &Container, created: &CreatedInstance) {
+        let inspect = util::inspect(&self.docker, &created.id).await;
+        let Some(log) = inspect.log_path.filter(|path| !path.is_empty()) else {
+            return;
+        };
+        let pod = layout.pod;
+        let dir = self
+            .pod_logs_dir
+            .join(format!(
+                "{}_{}_{}",
+                pod.namespace, pod.name, layout.setup.uid
+            ))
+            .join(&c.name);
+        std::fs::create_dir_all(&dir).expect("container log dir");
+        let link = dir.join(format!("{}.log", created.attempt));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&log, &link)
+            .unwrap_or_else(|e| panic!("link {} to {log}: {e}", link.display()));
     }
 
     /// Runs a container that is not the kubelet's (no pod layout; only the labels given), from
