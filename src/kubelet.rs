@@ -15,6 +15,9 @@ pub const RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
 pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
 pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
 pub const TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
+/// Written only on containers created for a pod already being deleted: its
+/// `metadata.deletionGracePeriodSeconds`.
+pub const DELETION_GRACE_PERIOD: &str = "io.kubernetes.pod.deletionGracePeriod";
 pub const PORTS: &str = "io.kubernetes.container.ports";
 pub const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
 /// Written by some kubelet forks only: honoured when present, never relied on.

@@ -341,3 +341,17 @@ fn pod_ips_come_from_the_runtime_else_from_the_namespace() {
         .unwrap_or_default();
     assert_eq!(status.pod_ip.as_deref(), Some("198.51.100.9"));
 }
+
+#[test]
+fn a_pod_being_deleted_keeps_its_deletion_grace_period() {
+    let app = instance("app", 0, 2, running(3));
+    let pod = pod_of(vec![sandbox(SandboxState::Ready)], vec![app.clone()]);
+    assert_eq!(pod.metadata.deletion_grace_period_seconds, None);
+
+    let mut deleting = app;
+    deleting
+        .annotations
+        .insert(kubelet::DELETION_GRACE_PERIOD.into(), "30".into());
+    let pod = pod_of(vec![sandbox(SandboxState::Ready)], vec![deleting]);
+    assert_eq!(pod.metadata.deletion_grace_period_seconds, Some(30));
+}
