@@ -19,6 +19,7 @@ pub mod kubelet;
 pub mod memory;
 pub mod metrics;
 pub mod pod_ref;
+pub mod printer;
 pub mod rebuild;
 pub mod record;
 pub mod redact;
