@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::docker_context;
 use crate::error::Result;
 use crate::http::access::AllowFrom;
 use crate::pod_ref::PodRef;
@@ -105,7 +106,9 @@ pub struct GetArgs {
 pub struct NodeArgs {
     /// Read pods from this Docker daemon (dockershim and cri-dockerd nodes, Docker Desktop):
     /// unix:///path, /path, tcp://host:port or http://host:port.
-    /// [default: the node's runtime, found from the well-known sockets]
+    /// [default: the Docker context the docker CLI would use (DOCKER_CONTEXT, else
+    /// currentContext of ~/.docker/config.json), else the node's runtime, found from the
+    /// well-known sockets]
     #[arg(long, env = "DOCKER_HOST", conflicts_with = "runtime_endpoint")]
     pub docker_host: Option<String>,
 
@@ -163,12 +166,19 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
-    pub fn settings(&self) -> Settings {
-        Settings {
+    /// The settings; with neither --docker-host nor --runtime-endpoint, the Docker context
+    /// the docker CLI would use, if any, is read first (an unusable one is an error).
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(Settings {
             runtime: match (&self.runtime_endpoint, &self.docker_host) {
                 (Some(endpoint), _) => RuntimeChoice::Cri(endpoint.clone()),
                 (None, Some(host)) => RuntimeChoice::Docker(host.clone()),
-                (None, None) => RuntimeChoice::well_known(),
+                (None, None) => {
+                    match docker_context::resolve(&docker_context::Env::from_process())? {
+                        Some(context) => RuntimeChoice::DockerContext(context),
+                        None => RuntimeChoice::well_known(),
+                    }
+                }
             },
             node_name: self.node_name.clone().unwrap_or_else(host_name),
             host_ip: self.host_ip,
@@ -180,13 +190,13 @@ impl NodeArgs {
             kubelet_root: self.kubelet_root.clone(),
             manifest_dir: self.manifest_dir.clone(),
             ..Settings::default()
-        }
+        })
     }
 }
 
 impl ServeArgs {
-    pub fn settings(&self) -> Settings {
-        Settings {
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(Settings {
             listen: self.listen,
             body_limit: self.body_limit,
             allow_from: self.allow_from.clone(),
@@ -195,8 +205,8 @@ impl ServeArgs {
             tls_key: self.tls_key.clone(),
             read_timeout: Duration::from_secs(self.read_timeout.max(1)),
             max_connections: self.max_connections.max(1),
-            ..self.node.settings()
-        }
+            ..self.node.settings()?
+        })
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod collector;
 pub mod cri_api;
+pub mod docker_context;
 mod error;
 pub mod host;
 pub mod http;

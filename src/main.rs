@@ -11,7 +11,10 @@ async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve(args) => serve(args.settings()).await,
+        Command::Serve(args) => match args.settings() {
+            Ok(settings) => serve(settings).await,
+            Err(err) => Err(err.into()),
+        },
         Command::Get(args) => get(&args).await,
     };
     match outcome {
@@ -55,7 +58,7 @@ async fn serve(settings: pod_detail_collector::Settings) -> anyhow::Result<()> {
 
 async fn get(args: &pod_detail_collector::cli::GetArgs) -> anyhow::Result<()> {
     let pod_ref = args.pod_ref()?;
-    let collector = Collector::new(&args.node.settings(), Default::default())?;
+    let collector = Collector::new(&args.node.settings()?, Default::default())?;
     let pod = collector.pod(&pod_ref).await?;
     let pod: serde_json::Value =
         serde_json::from_str(&pod_detail_collector::rebuild::to_json(&pod)?)?;
