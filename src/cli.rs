@@ -25,7 +25,7 @@ use crate::settings::{self, Settings};
         rebuilds a Kubernetes v1 Pod from them: containers, restart counts, exit codes, OOM kills, \
         resources, IPs, QoS. It never asks the API server, so it works when the control plane is \
         down, and it never changes anything on the node.\n\n\
-        Log verbosity is set with RUST_LOG (default: info)."
+        Log verbosity is set with RUST_LOG (default: info for serve, warn for get)."
 )]
 pub struct Cli {
     #[command(subcommand)]
