@@ -433,10 +433,28 @@ fn host_name() -> String {
 mod tests {
     use super::*;
 
+    /// The command line as clap parses it, without the environment: the tests' own (with
+    /// DOCKER_HOST and CONTAINER_RUNTIME_ENDPOINT from scripts/test) must not count.
+    fn parse(argv: &[&str]) -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        fn without_env(command: clap::Command) -> clap::Command {
+            let command = command.mut_args(|arg| arg.env(None));
+            let names: Vec<String> = command
+                .get_subcommands()
+                .map(|sub| sub.get_name().to_string())
+                .collect();
+            names.iter().fold(command, |command, name| {
+                command.mut_subcommand(name, without_env)
+            })
+        }
+        let matches = without_env(Cli::command()).try_get_matches_from(argv)?;
+        Cli::from_arg_matches(&matches)
+    }
+
     fn request(args: &[&str]) -> Result<GetRequest> {
         let mut argv = vec!["pod-detail-collector", "get"];
         argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let cli = parse(&argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         let Command::Get(get) = cli.command else {
             panic!("not get")
         };
@@ -537,7 +555,7 @@ mod tests {
         ] {
             let mut argv = vec!["pod-detail-collector"];
             argv.extend_from_slice(args);
-            let err = Cli::try_parse_from(argv).expect_err("a usage error");
+            let err = parse(&argv).expect_err("a usage error");
             assert_eq!(err.exit_code(), i32::from(exit::USAGE), "{args:?}");
         }
     }
