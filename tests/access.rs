@@ -502,6 +502,15 @@ async fn token_file_is_required_constant_and_rotated() {
             (status, challenge, body)
         }
     };
+    // The service asks the runtime who it is once at start, beside the first requests: let
+    // that call be made before counting the calls that reach Docker.
+    assert!(
+        process
+            .wait_for_log("reading pods from", Duration::from_secs(10))
+            .await,
+        "{:?}",
+        process.log()
+    );
     proxy.clear_log();
 
     // Wrong tokens, each by query and by header.
