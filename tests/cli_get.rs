@@ -207,7 +207,15 @@ async fn get_prints_a_docker_node_as_kubectl_does_in_every_format() {
             .container(app().instance(Instance::Exit(1)))
             .finished(),
     );
-    let oom = node.run(Pod::new(&ns, "oom").container(app().instance(Instance::OomKilled)));
+    // A limit large enough that the kill comes after Docker watches for it (an OOM within
+    // milliseconds of the start can go unflagged on a busy host).
+    let oom = node.run(
+        Pod::new(&ns, "oom").container(
+            app()
+                .memory_limit(256 * 1024 * 1024)
+                .instance(Instance::OomKilled),
+        ),
+    );
     let creating = node.run(Pod::new(&ns, "creating").container(app().instance(Instance::Created)));
     // Kubelets that write the container type let init containers be told apart for sure.
     let init = node.run(
