@@ -139,6 +139,11 @@ impl Collector {
             .map_err(|cause| Error::runtime("not ready", cause))
     }
 
+    /// `spec.nodeName` of the pods it rebuilds.
+    pub fn node_name(&self) -> &str {
+        &self.rebuilder.context.node_name
+    }
+
     /// The runtime as the operator named it, or where the collector looks for it.
     pub fn runtime_choice(&self) -> String {
         self.runtime.describe_choice()

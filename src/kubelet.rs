@@ -19,6 +19,9 @@ pub const FALLBACK_TO_LOGS_ON_ERROR: &str = "FallbackToLogsOnError";
 /// cri-dockerd's reason for a container that never started (it has no log).
 pub const CONTAINER_CANNOT_RUN: &str = "ContainerCannotRun";
 pub const TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
+/// Written only on containers created for a pod already being deleted: its
+/// `metadata.deletionGracePeriodSeconds`.
+pub const DELETION_GRACE_PERIOD: &str = "io.kubernetes.pod.deletionGracePeriod";
 pub const PORTS: &str = "io.kubernetes.container.ports";
 pub const PRE_STOP_HANDLER: &str = "io.kubernetes.container.preStopHandler";
 /// Written by some kubelet forks only: honoured when present, never relied on.

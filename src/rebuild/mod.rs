@@ -107,6 +107,10 @@ fn metadata(view: &PodView, context: &Context) -> ObjectMeta {
         name: label(kubelet::POD_NAME_LABEL),
         namespace: label(kubelet::POD_NAMESPACE_LABEL),
         uid: Some(view.uid.to_string()),
+        // The kubelet writes it on the containers it creates once the pod is being deleted.
+        deletion_grace_period_seconds: view
+            .newest()
+            .find_map(|i| i.parsed_annotation(kubelet::DELETION_GRACE_PERIOD)),
         ..ObjectMeta::default()
     };
     // Pod labels and annotations are kept on the sandbox only.

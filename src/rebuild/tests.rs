@@ -857,3 +857,17 @@ fn the_runtime_message_and_the_termination_message_are_joined_as_the_kubelet_doe
         .and_then(|t| t.message);
     assert_eq!(message.as_deref(), Some("exec failed: see /tmp/x"));
 }
+
+#[test]
+fn a_pod_being_deleted_keeps_its_deletion_grace_period() {
+    let app = instance("app", 0, 2, running(3));
+    let pod = pod_of(vec![sandbox(SandboxState::Ready)], vec![app.clone()]);
+    assert_eq!(pod.metadata.deletion_grace_period_seconds, None);
+
+    let mut deleting = app;
+    deleting
+        .annotations
+        .insert(kubelet::DELETION_GRACE_PERIOD.into(), "30".into());
+    let pod = pod_of(vec![sandbox(SandboxState::Ready)], vec![deleting]);
+    assert_eq!(pod.metadata.deletion_grace_period_seconds, Some(30));
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+use crate::docker_context::DockerContext;
 use crate::error::{Result, RuntimeFailure};
 use crate::metrics::Metrics;
 use crate::pod_ref::PodRef;
@@ -68,6 +69,8 @@ pub enum Kind {
 pub enum RuntimeChoice {
     /// A Docker daemon: `unix:///path`, `/path`, `tcp://host:port` or `http://host:port`.
     Docker(String),
+    /// The Docker daemon of a Docker context (no `--docker-host`, as the docker CLI).
+    DockerContext(DockerContext),
     /// A CRI runtime's socket: `unix:///path` or `/path`.
     Cri(String),
     /// The first of these sockets that answers as its kind.
@@ -105,6 +108,10 @@ impl Runtime {
                     metrics.clone(),
                 )?));
             }
+            RuntimeChoice::DockerContext(context) => {
+                let docker = DockerRuntime::new(&context.host, settings, metrics.clone())?;
+                let _ = backend.set(Backend::Docker(docker.from_context(&context.name)));
+            }
             RuntimeChoice::Cri(endpoint) => {
                 let _ = backend.set(Backend::Cri(cri_runtime(endpoint, settings, &metrics)?));
             }
@@ -127,6 +134,10 @@ impl Runtime {
     pub fn describe_choice(&self) -> String {
         match &self.choice {
             RuntimeChoice::Docker(host) => format!("docker daemon at {host}"),
+            RuntimeChoice::DockerContext(context) => format!(
+                "docker daemon at {} (Docker context {:?}, from {})",
+                context.host, context.name, context.chosen_by
+            ),
             RuntimeChoice::Cri(endpoint) => format!("CRI runtime at {endpoint}"),
             RuntimeChoice::Discover(sockets) => {
                 let paths: Vec<String> = sockets
@@ -184,9 +195,10 @@ impl Runtime {
             }
         }
         Err(self.counted(RuntimeFailure::Unreachable {
-            runtime: "no container runtime".into(),
+            runtime: "the node's container runtime".into(),
             detail: format!(
-                "none answers at {}",
+                "none answers at {} (and neither --docker-host, --runtime-endpoint nor a Docker \
+                 context names one)",
                 self.describe_choice()
                     .trim_start_matches("the first runtime that answers of ")
             ),

@@ -311,9 +311,11 @@ fn image_ref(inspect: &ContainerInspectResponse, image: Option<&ImageInspect>) -
     }
 }
 
-/// The bind mounts: the kubelet only binds, Docker's own volumes are not the pod's.
+/// The bind mounts: the kubelet only binds, Docker's own volumes are not the pod's. In the
+/// kubelet's order, which is `HostConfig.Binds`': Docker lists `Mounts` in the order of a Go
+/// map, a new one on every inspect.
 fn mounts(inspect: &ContainerInspectResponse) -> Vec<Mount> {
-    inspect
+    let mut mounts: Vec<Mount> = inspect
         .mounts
         .iter()
         .flatten()
@@ -325,7 +327,23 @@ fn mounts(inspect: &ContainerInspectResponse) -> Vec<Mount> {
                 read_only: mount.rw == Some(false),
             })
         })
-        .collect()
+        .collect();
+    // `source:destination[:options]`
+    let bound: Vec<&str> = inspect
+        .host_config
+        .as_ref()
+        .and_then(|host| host.binds.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|bind| bind.split(':').nth(1))
+        .collect();
+    mounts.sort_by_key(|mount| {
+        bound
+            .iter()
+            .position(|destination| *destination == mount.container_path)
+            .unwrap_or(usize::MAX)
+    });
+    mounts
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,6 +442,29 @@ mod tests {
         );
         assert_eq!(attempt_from_name("/nginx"), None);
         assert_eq!(attempt_from_name("/k8s_app_web-0_default"), None);
+    }
+
+    #[test]
+    fn mounts_keep_the_kubelets_order_whatever_order_docker_lists_them_in() {
+        let bind = |destination: &str| {
+            serde_json::json!({"Type": "bind", "Source": format!("/host{destination}"),
+                               "Destination": destination, "RW": true})
+        };
+        let inspect: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+            "HostConfig": {"Binds": ["/host/etc/db:/etc/db:ro", "/host/cache:/cache",
+                                     "/host/dev/termination-log:/dev/termination-log"]},
+            "Mounts": [bind("/dev/termination-log"), bind("/cache"), bind("/extra"),
+                       bind("/etc/db")],
+        }))
+        .unwrap_or_default();
+        let order: Vec<String> = mounts(&inspect)
+            .into_iter()
+            .map(|m| m.container_path)
+            .collect();
+        assert_eq!(
+            order,
+            ["/etc/db", "/cache", "/dev/termination-log", "/extra"]
+        );
     }
 
     #[test]

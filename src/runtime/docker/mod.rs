@@ -62,6 +62,8 @@ impl Member {
 /// on every call until it succeeds.
 pub struct DockerRuntime {
     host: String,
+    /// The Docker context that named the daemon, if one did: said in every message.
+    context: Option<String>,
     timeout: Duration,
     client: std::sync::Mutex<Option<Docker>>,
     /// Caps the calls in flight, so a storm of diagnoses cannot overload a sick daemon.
@@ -76,6 +78,7 @@ impl DockerRuntime {
     pub fn new(host: &str, settings: &Settings, metrics: Arc<Metrics>) -> Result<Self> {
         Ok(DockerRuntime {
             host: normalize_host(host)?,
+            context: None,
             timeout: settings.runtime_timeout,
             client: std::sync::Mutex::new(None),
             calls: Semaphore::new(settings.runtime_concurrency.max(1)),
@@ -91,9 +94,21 @@ impl DockerRuntime {
         &self.host
     }
 
+    /// The daemon as a Docker context named it: messages say which context that was.
+    pub fn from_context(mut self, context: &str) -> Self {
+        self.context = Some(context.to_string());
+        self
+    }
+
     /// How error messages name the daemon.
     pub fn runtime_name(&self) -> String {
-        format!("docker daemon at {}", self.host)
+        match &self.context {
+            Some(context) => format!(
+                "docker daemon at {} (Docker context {context:?})",
+                self.host
+            ),
+            None => format!("docker daemon at {}", self.host),
+        }
     }
 
     /// Whether the daemon answers a ping.
@@ -343,8 +358,8 @@ impl DockerRuntime {
         // recent ones refuse very old clients, so the version is agreed on, not fixed.
         let docker = self.bounded(docker.negotiate_version()).await?;
         log::info!(
-            "connected to docker daemon at {} (API {})",
-            self.host,
+            "connected to {} (API {})",
+            self.runtime_name(),
             docker.client_version()
         );
         *self.client_slot() = Some(docker.clone());
@@ -450,7 +465,7 @@ fn pod_of(container: &ContainerInspectResponse) -> Option<PodRef> {
 }
 
 /// Turns a `DOCKER_HOST` value into the form bollard connects to.
-fn normalize_host(docker_host: &str) -> Result<String> {
+pub(crate) fn normalize_host(docker_host: &str) -> Result<String> {
     let host = docker_host.trim();
     if host.starts_with('/') {
         return Ok(format!("unix://{host}"));
