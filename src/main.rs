@@ -55,7 +55,12 @@ async fn serve(settings: pod_detail_collector::Settings) -> anyhow::Result<()> {
 
 async fn get(args: &pod_detail_collector::cli::GetArgs) -> anyhow::Result<()> {
     let pod_ref = args.pod_ref()?;
-    let collector = Collector::new(&args.node.settings(), Default::default())?;
+    // One answer gains nothing from the event index: it would list the whole node first.
+    let settings = pod_detail_collector::Settings {
+        event_index: false,
+        ..args.node.settings()
+    };
+    let collector = Collector::new(&settings, Default::default())?;
     let pod = collector.pod(&pod_ref).await?;
     let pod: serde_json::Value =
         serde_json::from_str(&pod_detail_collector::rebuild::to_json(&pod)?)?;
