@@ -4,10 +4,24 @@ use clap::Parser;
 use pod_detail_collector::cli::{Cli, Command};
 use pod_detail_collector::{collector::Collector, server};
 
-// Two workers whatever the node's size: the work is waiting on Docker, and every thread costs
-// memory on every node of the cluster.
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    pod_detail_collector::memory::configure();
+    // Two workers whatever the node's size: the work is waiting on Docker, and every thread
+    // costs memory on every node of the cluster.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => {
+            eprintln!("pod-detail-collector: cannot start: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let outcome = match cli.command {
