@@ -1,5 +1,5 @@
 //! What is measured at each size of the node, in what order: the floor and the collector in
-//! turns at every concurrency, then the collector with its event index and another build
+//! turns at every concurrency, then the collector on the list path and another build
 //! where asked for, then the docker CLI.
 
 use crate::layout::PodKey;
@@ -40,10 +40,10 @@ pub(crate) async fn measure_size(
     bench.finish(server, &mut facts).await;
     all_facts.push(facts);
 
-    // The collector with its event index, where asked for.
-    if let Some(args) = &config.index_args {
+    // The collector on the list path (`--event-index=false`), where asked for.
+    if let Some(args) = &config.list_args {
         let variant = Variant {
-            path: "collector-index",
+            path: "collector-list",
             binary: config.collector.clone(),
             args: config.collector_args.iter().chain(args).cloned().collect(),
         };
