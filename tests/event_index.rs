@@ -21,7 +21,7 @@ use bollard::query_parameters::{
 use faults::{Proxy, metric};
 use pod_detail_collector::runtime::RuntimeChoice;
 use serde_json::Value;
-use support::service::settings_for;
+use support::service::{POD_LIST_KEY, POD_LIST_PATH, settings_for};
 use support::{Collector, Container, CreatedPod, Node, Pod, pod, util};
 
 const RESTART_COUNT: &str = "annotation.io.kubernetes.container.restartCount";
@@ -301,6 +301,17 @@ async fn churn(
     both(indexed, listed, ns, "web").await;
     kill(node, &previous).await;
     both(indexed, listed, ns, "web").await;
+
+    // The namespace's pod list (index: every member in scope, cached or live) too.
+    let body = serde_json::json!({"pod.namespace": ns});
+    let from_index = indexed.post_json_to(POD_LIST_PATH, &body).await;
+    let from_list = listed.post_json_to(POD_LIST_PATH, &body).await;
+    assert_eq!(from_index.status, 200, "{}", from_index.body);
+    assert_eq!(
+        from_index.expect_answer(POD_LIST_KEY),
+        from_list.expect_answer(POD_LIST_KEY),
+        "the indexed pod list differs from the listed one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
