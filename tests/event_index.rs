@@ -18,7 +18,7 @@ use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
 };
-use faults::{Proxy, metric};
+use faults::{Mode, Proxy, metric};
 use pod_detail_collector::runtime::RuntimeChoice;
 use serde_json::Value;
 use support::service::{POD_LIST_KEY, POD_LIST_PATH, settings_for};
@@ -390,4 +390,88 @@ async fn no_stale_answer_from_a_daemon_whose_clock_is_minutes_off() {
             "the indexed collector listed a pod"
         );
     }
+}
+
+/// A counter of the collector's metrics, summed over series with these labels.
+async fn counter(collector: &Collector, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = collector.request("GET", "/metrics", None).await.body;
+    metric(&text, name, labels).unwrap_or(0.0)
+}
+
+/// Whenever Docker's events cannot be followed — the events API hangs, floods the window with
+/// more events than Docker keeps, or fails — every answer still comes, in time and equal to
+/// the list path's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_answers_whenever_the_events_cannot_be_followed() {
+    let node = Node::new().await;
+    let ns = node.ns("events-fail");
+    node.run(
+        Pod::new(ns.clone(), "web").container(
+            Container::new("app")
+                .instance(support::Instance::Exit(1))
+                .instance(support::Instance::Running),
+        ),
+    )
+    .await;
+    let proxy = Proxy::start();
+    let indexed = Collector::start_with(pod_detail_collector::Settings {
+        runtime: RuntimeChoice::Docker(proxy.docker_host()),
+        ..settings_for(&node)
+    })
+    .await;
+    let listed = Collector::start_with(pod_detail_collector::Settings {
+        event_index: false,
+        ..settings_for(&node)
+    })
+    .await;
+    until_indexed(&indexed, &ns, "web").await;
+    const FALLBACKS: &str = "pod_detail_collector_event_index_fallbacks_total";
+    const REBUILDS: &str = "pod_detail_collector_event_index_rebuilds_total";
+
+    // The events API hangs: the answer comes from the list, within the lag budget.
+    proxy.set_mode(Mode::only("/events", Mode::Hang));
+    let started = std::time::Instant::now();
+    both(&indexed, &listed, &ns, "web").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        counter(&indexed, FALLBACKS, &[("reason", "events_lag")]).await,
+        1.0
+    );
+    proxy.set_mode(Mode::Pass);
+    until_indexed(&indexed, &ns, "web").await;
+
+    // A window holding as many events as Docker keeps may have lost some: rebuilt from a
+    // list, and the answer is still right.
+    let overflows = counter(&indexed, REBUILDS, &[("reason", "overflow")]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    proxy.set_mode(Mode::only("/events", Mode::Flood(256)));
+    both(&indexed, &listed, &ns, "web").await;
+    proxy.set_mode(Mode::Pass);
+    assert_eq!(
+        counter(&indexed, REBUILDS, &[("reason", "overflow")]).await,
+        overflows + 1.0
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (before, fallbacks) = lookups(&indexed).await;
+    both(&indexed, &listed, &ns, "web").await;
+    assert_eq!(lookups(&indexed).await, (before + 1.0, fallbacks));
+
+    // The events API fails: the list answers, and keeps answering for a while.
+    proxy.set_mode(Mode::only("/events", Mode::Http500));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    both(&indexed, &listed, &ns, "web").await;
+    assert_eq!(
+        counter(&indexed, FALLBACKS, &[("reason", "events_failed")]).await,
+        1.0
+    );
+    proxy.set_mode(Mode::Pass);
+    both(&indexed, &listed, &ns, "web").await;
+    assert_eq!(
+        counter(&indexed, FALLBACKS, &[("reason", "paused")]).await,
+        1.0
+    );
 }

@@ -61,6 +61,9 @@ pub enum Mode {
     /// Answer `404 No such container` to `GET /containers/<id>/json` for these IDs (the
     /// container was removed between list and inspect); forward everything else.
     Vanish(HashSet<String>),
+    /// Forward, then add this many made-up container events to an answer (more than Docker's
+    /// event log holds, for `GET /events`: a window that may have lost events).
+    Flood(usize),
     /// Apply the inner mode to requests whose path (API version prefix removed) starts with
     /// the prefix; forward the others. Only for request-level modes (not Missing, Refused,
     /// Reset).
@@ -337,6 +340,37 @@ async fn handle(
             Ok(canned(
                 StatusCode::OK,
                 "{\"Id\": [\"pdc fault injection\" garbage",
+            ))
+        }
+        Mode::Flood(n) => {
+            inner.faulted.fetch_add(1, Ordering::SeqCst);
+            let response = forward(&inner, req).await;
+            let (mut parts, body) = response.into_parts();
+            let mut body = match body.collect().await {
+                Ok(body) => body.to_bytes().to_vec(),
+                Err(err) => return Ok(bad_gateway(&format!("reading the answer: {err}"))),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as i64
+                + inner.skew.load(Ordering::SeqCst);
+            for i in 0..n {
+                let event = serde_json::json!({
+                    "Type": "container", "Action": "exec_start: true",
+                    "Actor": {"ID": format!("pdc-flood-{i}"), "Attributes": {}},
+                    "time": now / 1_000_000_000, "timeNano": now,
+                });
+                body.extend(event.to_string().into_bytes());
+                body.push(b'\n');
+            }
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            parts.headers.remove(hyper::header::TRANSFER_ENCODING);
+            Ok(Response::from_parts(
+                parts,
+                Full::new(Bytes::from(body))
+                    .map_err(|never| match never {})
+                    .boxed(),
             ))
         }
         Mode::Vanish(ids) => match inspected_container(&path) {

@@ -129,7 +129,7 @@ impl DockerRuntime {
         let requested_at = self.events.as_ref().map(|events| events.clock.local());
         let docker = self.client().await?;
         if let (Some(events), Some(requested_at)) = (&self.events, requested_at)
-            && let Some(lookup) = events.lookup(&docker, scope, requested_at).await
+            && let Some(lookup) = events.lookup(&docker, scope, requested_at).await?
         {
             self.metrics.docker_lookup("event_index");
             return self.indexed_records(&docker, events, scope, lookup).await;
@@ -156,13 +156,12 @@ impl DockerRuntime {
             .iter()
             .map(|id| self.bounded(docker.inspect_container(id, None)));
         let mut live = Vec::with_capacity(lookup.live.len());
-        let mut gone = Vec::new();
         for (id, inspected) in lookup.live.iter().zip(join_all(inspects).await) {
             match inspected {
                 Ok(container) => live.push((id, container)),
+                // Removed: skipped until its `destroy` event takes it out of the index.
                 Err(RuntimeFailure::Api { status: 404, .. }) => {
                     log::debug!("container {id} vanished between lookup and inspect");
-                    gone.push(id);
                 }
                 Err(failure) => return Err(failure),
             }
@@ -198,11 +197,8 @@ impl DockerRuntime {
             }
             pieces.push((id.as_str(), pod, piece));
         }
-        if !gone.is_empty() || !exited.is_empty() {
+        if !exited.is_empty() {
             let mut state = events.state.lock().await;
-            for id in gone {
-                state.index.forget(id);
-            }
             for (id, piece) in exited {
                 state.index.remember_exited(id, piece, &lookup);
             }
@@ -510,8 +506,47 @@ struct IndexState {
     conn: Option<Conn>,
 }
 
-/// Why a request was answered from a list although the index is on.
-type Fallback = &'static str;
+/// Why the index did not answer.
+enum Miss {
+    /// The list answers instead; the reason, for the metrics.
+    Fallback(&'static str),
+    /// The daemon did not answer in time: the list would not either.
+    Failed(RuntimeFailure),
+}
+
+impl From<&'static str> for Miss {
+    fn from(reason: &'static str) -> Self {
+        Miss::Fallback(reason)
+    }
+}
+
+/// A call on the index's own connection that failed.
+#[derive(Debug)]
+enum CallError {
+    Timeout,
+    Failed(String),
+}
+
+impl From<String> for CallError {
+    fn from(text: String) -> Self {
+        CallError::Failed(text)
+    }
+}
+
+impl From<&str> for CallError {
+    fn from(text: &str) -> Self {
+        CallError::Failed(text.to_string())
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Timeout => f.write_str("no answer in time"),
+            CallError::Failed(text) => f.write_str(text),
+        }
+    }
+}
 
 impl EventIndex {
     /// The members of the pods in scope, once the index has seen every event the daemon
@@ -522,19 +557,28 @@ impl EventIndex {
         docker: &Docker,
         scope: Scope<'_>,
         requested_at: i64,
-    ) -> Option<Lookup> {
+    ) -> Result<Option<Lookup>, RuntimeFailure> {
         if self.paused() {
             self.metrics.event_index_fallback("paused");
-            return None;
+            return Ok(None);
         }
-        let mut state = self.state.lock().await;
+        // A catch-up holds the index for a fraction of a millisecond; one that takes long
+        // (a sick daemon) must not hold up every request behind it.
+        let Ok(mut state) = tokio::time::timeout(EVENTS_LAG, self.state.lock()).await else {
+            self.metrics.event_index_fallback("events_lag");
+            return Ok(None);
+        };
         let version = docker.client_version().to_string();
         let outcome = self.current(&mut state, &version, requested_at).await;
         match outcome {
-            Ok(()) => Some(state.index.lookup(&scope)),
-            Err(reason) => {
+            Ok(()) => Ok(Some(state.index.lookup(&scope))),
+            Err(Miss::Fallback(reason)) => {
                 self.metrics.event_index_fallback(reason);
-                None
+                Ok(None)
+            }
+            Err(Miss::Failed(failure)) => {
+                self.metrics.runtime_error(&failure);
+                Err(failure)
             }
         }
     }
@@ -545,7 +589,7 @@ impl EventIndex {
         state: &mut IndexState,
         version: &str,
         requested_at: i64,
-    ) -> Result<(), Fallback> {
+    ) -> Result<(), Miss> {
         // The index is only as good as the connection it was kept on.
         if state.conn.as_ref().is_none_or(Conn::is_closed) {
             if state.index.is_built() {
@@ -559,17 +603,13 @@ impl EventIndex {
             state.conn = None;
             match self.call(self.wire.connect()).await {
                 Ok(conn) => state.conn = Some(conn),
-                Err(err) => {
-                    self.pause(Duration::from_secs(5), &err);
-                    return Err("events_failed");
-                }
+                Err(err) => return Err(self.failed(Duration::from_secs(5), err)),
             }
         }
         if !state.index.is_built() {
             return self.build(state, version).await.map_err(|err| {
                 state.conn = None;
-                self.pause(PAUSE, &err);
-                "events_failed"
+                self.failed(PAUSE, err)
             });
         }
         if state.index.covers(requested_at) {
@@ -578,23 +618,32 @@ impl EventIndex {
         self.catch_up(state, version).await
     }
 
+    /// After a call on the index's connection failed: lists for a while. A timeout is the
+    /// request's answer (a list would wait as long again).
+    fn failed(&self, pause: Duration, err: CallError) -> Miss {
+        self.pause(pause, &err.to_string());
+        match err {
+            CallError::Timeout => Miss::Failed(RuntimeFailure::Timeout {
+                runtime: self.runtime.clone(),
+                timeout: self.timeout,
+            }),
+            CallError::Failed(_) => Miss::Fallback("events_failed"),
+        }
+    }
+
     /// Reads the events logged since the index was last current, up to the latest the
     /// daemon's clock can read now, and applies them.
-    async fn catch_up(
-        self: &Arc<Self>,
-        state: &mut IndexState,
-        version: &str,
-    ) -> Result<(), Fallback> {
+    async fn catch_up(self: &Arc<Self>, state: &mut IndexState, version: &str) -> Result<(), Miss> {
         let sent = self.clock.local();
         let Some(bounds) = self.clock.bounds() else {
             self.calibrate();
-            return Err("clock_unknown");
+            return Err("clock_unknown".into());
         };
         if bounds.width() > RECALIBRATE_WIDTH {
             self.calibrate();
         }
         if bounds.width() > MAX_CLOCK_WIDTH {
-            return Err("clock_unknown");
+            return Err("clock_unknown".into());
         }
         // Every event logged before the request arrived is stamped at most this, by the
         // daemon's clock; Docker answers once its clock has passed it.
@@ -610,7 +659,7 @@ impl EventIndex {
             docker_timestamp(until)
         );
         let Some(conn) = state.conn.as_mut() else {
-            return Err("events_failed");
+            return Err("events_failed".into());
         };
         let budget = Duration::from_nanos(bounds.width().unsigned_abs()) + EVENTS_LAG;
         let answer = {
@@ -624,7 +673,7 @@ impl EventIndex {
                 log::info!("reading docker events failed ({err}): listing containers");
                 state.conn = None;
                 state.index.invalidate();
-                return Err("events_failed");
+                return Err("events_failed".into());
             }
             Err(_) => {
                 log::warn!(
@@ -637,7 +686,7 @@ impl EventIndex {
                 state.index.invalidate();
                 self.clock.forget();
                 self.calibrate();
-                return Err("events_lag");
+                return Err("events_lag".into());
             }
         };
         let received = self.clock.local();
@@ -647,17 +696,17 @@ impl EventIndex {
                 PAUSE,
                 &format!("GET /events answered {}: {}", answer.status, message.trim()),
             );
-            return Err("events_failed");
+            return Err("events_failed".into());
         }
         let Some(date) = answer.date else {
             self.pause(LONG_PAUSE, "its answers carry no Date header");
-            return Err("events_failed");
+            return Err("events_failed".into());
         };
         let events = match parse_events(&answer.body) {
             Ok(events) => events,
             Err(err) => {
                 self.pause(PAUSE, &format!("its events could not be read: {err}"));
-                return Err("events_failed");
+                return Err("events_failed".into());
             }
         };
         // The daemon's own stamps on the answer must agree with what is known of its clock;
@@ -674,7 +723,7 @@ impl EventIndex {
             self.metrics.event_index_rebuild("clock_step");
             state.index.invalidate();
             self.calibrate();
-            return Err("clock_step");
+            return Err("clock_step".into());
         }
         match state.index.apply(&events, sent, until) {
             CatchUp::Applied => Ok(()),
@@ -687,15 +736,18 @@ impl EventIndex {
                 self.metrics.event_index_rebuild("overflow");
                 self.build(state, version).await.map_err(|err| {
                     state.conn = None;
-                    self.pause(PAUSE, &err);
-                    "events_failed"
+                    self.failed(PAUSE, err)
                 })
             }
         }
     }
 
     /// Builds the index from a node-wide list, read straight into what the index keeps.
-    async fn build(self: &Arc<Self>, state: &mut IndexState, version: &str) -> Result<(), String> {
+    async fn build(
+        self: &Arc<Self>,
+        state: &mut IndexState,
+        version: &str,
+    ) -> Result<(), CallError> {
         let conn = state.conn.as_mut().ok_or("no connection")?;
         let filters = wire::query_value(&format!(r#"{{"label":["{POD_NAMESPACE_LABEL}"]}}"#));
         let path = format!("/v{version}/containers/json?all=1&filters={filters}");
@@ -707,7 +759,8 @@ impl EventIndex {
                 "GET /containers/json answered {}: {}",
                 answer.status,
                 String::from_utf8_lossy(&answer.body).trim()
-            ));
+            )
+            .into());
         }
         let date = answer.date.ok_or("its answers carry no Date header")?;
         self.clock.observe_date(date, sent, received);
@@ -773,7 +826,7 @@ impl EventIndex {
     }
 
     /// `GET /_ping`: the `Date` header's Unix seconds.
-    async fn ping(&self) -> Result<Option<i64>, String> {
+    async fn ping(&self) -> Result<Option<i64>, CallError> {
         let mut pinger = self.pinger.lock().await;
         if pinger.as_ref().is_none_or(Conn::is_closed) {
             *pinger = Some(self.call(self.wire.connect()).await?);
@@ -783,7 +836,7 @@ impl EventIndex {
         };
         match self.call(conn.get("/_ping")).await {
             Ok(answer) if answer.status == 200 => Ok(answer.date),
-            Ok(answer) => Err(format!("GET /_ping answered {}", answer.status)),
+            Ok(answer) => Err(format!("GET /_ping answered {}", answer.status).into()),
             Err(err) => {
                 *pinger = None;
                 Err(err)
@@ -792,11 +845,12 @@ impl EventIndex {
     }
 
     /// One call within the runtime timeout, counted against `--runtime-concurrency`.
-    async fn call<T>(&self, call: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    async fn call<T>(&self, call: impl Future<Output = Result<T, String>>) -> Result<T, CallError> {
         let _turn = self.calls.acquire().await;
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {}s", self.timeout.as_secs_f32())))
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(outcome) => outcome.map_err(CallError::Failed),
+            Err(_) => Err(CallError::Timeout),
+        }
     }
 
     fn paused(&self) -> bool {
