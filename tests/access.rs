@@ -484,8 +484,18 @@ async fn token_file_is_required_constant_and_rotated() {
         "test-node",
         "--token-file",
         &token_arg,
+        // Requests are counted at the daemon below: no clock readings of the event index.
+        "--event-index=false",
     ])
     .await;
+    // The start-up's own runtime calls (it says which runtime it reads) are done.
+    assert!(
+        process
+            .wait_for_log("reading pods from", Duration::from_secs(10))
+            .await,
+        "{:?}",
+        process.log()
+    );
     let http = client();
     let ask = |query: String, header: Option<String>| {
         let http = http.clone();
