@@ -79,7 +79,7 @@ impl DockerRuntime {
             .map(|wire| {
                 Arc::new(EventIndex {
                     state: Mutex::new(IndexState::default()),
-                    clock: DaemonClock::new(),
+                    clock: Arc::new(DaemonClock::new()),
                     wire,
                     pinger: Mutex::new(None),
                     calibrating: AtomicBool::new(false),
@@ -486,7 +486,7 @@ const LONG_PAUSE: Duration = Duration::from_secs(300);
 /// may have restarted and lost its event log, so the index is rebuilt).
 struct EventIndex {
     state: Mutex<IndexState>,
-    clock: DaemonClock,
+    clock: Arc<DaemonClock>,
     wire: Wire,
     /// The connection the clock is read on (pings run beside event reads).
     pinger: Mutex<Option<Conn>>,
@@ -803,14 +803,28 @@ impl EventIndex {
     }
 
     /// Reads the daemon's clock in the background (one to three of its seconds), unless that
-    /// is under way.
+    /// is under way. The reading stops when the collector does.
     fn calibrate(self: &Arc<Self>) {
         if self.paused() || self.calibrating.swap(true, Ordering::SeqCst) {
             return;
         }
-        let this = self.clone();
+        let clock = self.clock.clone();
+        let index = Arc::downgrade(self);
         tokio::spawn(async move {
-            match this.clock.calibrate(|| this.ping()).await {
+            let ping = || {
+                let index = index.clone();
+                async move {
+                    match index.upgrade() {
+                        Some(index) => index.ping().await,
+                        None => Err(CallError::Failed("the collector stopped".into())),
+                    }
+                }
+            };
+            let outcome = clock.calibrate(ping).await;
+            let Some(this) = index.upgrade() else {
+                return;
+            };
+            match outcome {
                 Ok(bounds) => log::debug!(
                     "{}: clock read to within {} µs",
                     this.runtime,
