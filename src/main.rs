@@ -7,9 +7,12 @@ use pod_detail_collector::{collector::Collector, server};
 fn main() -> ExitCode {
     pod_detail_collector::memory::configure();
     // Two workers whatever the node's size: the work is waiting on Docker, and every thread
-    // costs memory on every node of the cluster.
+    // costs memory on every node of the cluster. The rebuilds run on blocking threads: a few
+    // are enough for two cores, and they go soon after a burst (their stacks with them).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(4)
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .enable_all()
         .build();
     match runtime {

@@ -93,8 +93,8 @@ pub(crate) fn render_report(
 ) -> Report {
     let max_c = config.concurrency.iter().copied().max().unwrap_or(1);
     let mut ratios = format!(
-        "| pods | collector | collector/floor p50 (c=1) | collector/floor-seq p50 (c=1) | CLI/collector p50 | collector/floor req/s (c={max_c}) | start-up ms | idle RSS MiB | idle RSS after load MiB | peak RSS MiB | reply bytes | reply check |\n\
-         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "| pods | collector | collector/floor p50 (c=1) | collector/floor-seq p50 (c=1) | CLI/collector p50 | collector/floor req/s (c={max_c}) | start-up ms | idle RSS MiB | idle RSS after load MiB | peak RSS MiB | reply bytes | reply check | lookups index / list |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n"
     );
     let mut targets = String::new();
     for f in facts {
@@ -114,7 +114,7 @@ pub(crate) fn render_report(
         let f2 = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
         let _ = writeln!(
             ratios,
-            "| {pods} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {pods} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} / {} |",
             f.variant,
             f2(coll_floor),
             f2(coll_seq),
@@ -127,7 +127,9 @@ pub(crate) fn render_report(
             mib(f.idle_rss_after),
             mib(f.peak_rss),
             f.reply_bytes,
-            f.check
+            f.check,
+            f.lookups_index,
+            f.lookups_list
         );
         if Some(&pods) == config.sizes.last() && f.variant == "collector" {
             let idle = mib(f.idle_rss).max(mib(f.idle_rss_after));
@@ -197,7 +199,9 @@ pub(crate) fn render_report(
          Start-up is spawn → first `/readyz` 200 (median of {STARTUP_SAMPLES}); idle RSS is read \
          1 s after ready, before any request; idle RSS after load is read {} s after the last \
          load, its connections closed; peak RSS is the kernel's high-water mark (VmHWM) after \
-         every load at that size. The targets judge idle RSS by the larger of the two.\n\n\
+         every load at that size. The targets judge idle RSS by the larger of the two. Lookups: how \
+         many of the Docker lookups of every load at that size the collector answered from its \
+         event index and how many from a container list (its own metrics).\n\n\
          ## Every point\n\n{raw}\n\
          ![p50 latency against pods on the node](latency.png)\n",
         version.version.as_deref().unwrap_or("?"),
