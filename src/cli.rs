@@ -244,10 +244,23 @@ pub struct NodeArgs {
     #[arg(long, env = "PDC_RUNTIME_CONCURRENCY", default_value_t = settings::DEFAULT_RUNTIME_CONCURRENCY, value_name = "CALLS")]
     pub runtime_concurrency: usize,
 
-    /// Keep which containers belong to which pod from Docker's event log, so that a request
-    /// needs no container list call (faster on nodes with many containers). Needs the daemon
-    /// on this host (the event window is read up to this host's clock).
-    #[arg(long, env = "PDC_EVENT_INDEX")]
+    /// Keep which containers belong to which pod from Docker's event log, and the records of
+    /// exited containers until an event names them, so that a request needs no container list
+    /// call and inspects only running and created containers (much faster on nodes with many
+    /// containers). The event window is read by the daemon's own clock; whenever the events
+    /// cannot be followed, requests use the list. `--event-index=false` always lists.
+    /// `get` never builds it.
+    #[arg(
+        long,
+        env = "PDC_EVENT_INDEX",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub event_index: bool,
 
     /// Show environment variable values and the values of credential-looking command-line

@@ -7,10 +7,27 @@ use pod_detail_collector::cli::{self, Cli, Command, GetArgs, GetRequest, Output,
 use pod_detail_collector::printer::{self, Columns};
 use pod_detail_collector::{Error, collector::Collector, rebuild, server};
 
-// Two workers whatever the node's size: the work is waiting on Docker, and every thread costs
-// memory on every node of the cluster.
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    pod_detail_collector::memory::configure();
+    // Two workers whatever the node's size: the work is waiting on Docker, and every thread
+    // costs memory on every node of the cluster. The rebuilds run on blocking threads: a few
+    // are enough for two cores, and they go soon after a burst (their stacks with them).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => {
+            eprintln!("pod-detail-collector: cannot start: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     // The service logs what it does; a one-shot command only what is wrong, unless RUST_LOG
     // says otherwise.
@@ -92,11 +109,14 @@ async fn get(args: &GetArgs) -> ExitCode {
         Ok(request) => request,
         Err(err) => return fail(&sentence(&err), cli::exit_code(&err)),
     };
-    let collector = match args
-        .node
-        .settings()
-        .and_then(|settings| Collector::new(&settings, Default::default()))
-    {
+    // One answer gains nothing from the event index: it would list the whole node first.
+    let collector = match args.node.settings().and_then(|settings| {
+        let settings = pod_detail_collector::Settings {
+            event_index: false,
+            ..settings
+        };
+        Collector::new(&settings, Default::default())
+    }) {
         Ok(collector) => collector,
         Err(err) => return fail(&sentence(&err), cli::exit_code(&err)),
     };

@@ -41,6 +41,11 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -51,6 +56,9 @@ pub struct Metrics {
     runtime: Family<RuntimeLabels, Gauge>,
     refused: Family<ReasonLabels, Counter>,
     connections: Gauge,
+    docker_lookups: Family<SourceLabels, Counter>,
+    event_index_fallbacks: Family<ReasonLabels, Counter>,
+    event_index_rebuilds: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -102,6 +110,30 @@ impl Metrics {
             "HTTP connections open now",
             connections.clone(),
         );
+        let docker_lookups = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "docker_lookups",
+            "How Docker pod lookups found the pod's containers: event_index (Docker's event log, \
+             kept current) or list (a container list call)",
+            docker_lookups.clone(),
+        );
+        let event_index_fallbacks = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "event_index_fallbacks",
+            "Docker lookups answered from a container list although the event index is on, by \
+             reason (clock_unknown: the daemon's clock is being read; clock_step: it moved; \
+             events_failed, events_lag: the events API failed or was slow; paused: after such a \
+             failure)",
+            event_index_fallbacks.clone(),
+        );
+        let event_index_rebuilds = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "event_index_rebuilds",
+            "Event index (re)builds from a node-wide container list, by reason (list: the first \
+             or after a failure, overflow: more events than Docker keeps, reconnect: the \
+             connection to the daemon closed, clock_step)",
+            event_index_rebuilds.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -110,6 +142,9 @@ impl Metrics {
             runtime,
             refused,
             connections,
+            docker_lookups,
+            event_index_fallbacks,
+            event_index_rebuilds,
         }
     }
 
@@ -154,6 +189,25 @@ impl Metrics {
     /// set, never the caller's input (no addresses, no tokens).
     pub fn refused(&self, reason: &'static str) {
         self.refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// A Docker pod lookup, by where the membership came from (`event_index` or `list`).
+    pub fn docker_lookup(&self, source: &'static str) {
+        self.docker_lookups
+            .get_or_create(&SourceLabels { source })
+            .inc();
+    }
+
+    pub fn event_index_fallback(&self, reason: &'static str) {
+        self.event_index_fallbacks
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn event_index_rebuild(&self, reason: &'static str) {
+        self.event_index_rebuilds
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     pub fn connection_opened(&self) {

@@ -22,7 +22,9 @@ pub struct Settings {
     pub runtime_timeout: Duration,
     /// Most calls to the Docker daemon in flight at once, over all requests.
     pub runtime_concurrency: usize,
-    /// Keep pod membership from Docker's event log instead of a list call per request.
+    /// Keep pod membership from Docker's event log instead of a list call per request (and
+    /// the records of exited containers until an event names them). On by default; the
+    /// one-shot `get` turns it off (it would build the index for one answer).
     pub event_index: bool,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
@@ -71,7 +73,7 @@ impl Default for Settings {
             host_ip: None,
             runtime_timeout: Duration::from_secs(DEFAULT_RUNTIME_TIMEOUT_SECS),
             runtime_concurrency: DEFAULT_RUNTIME_CONCURRENCY,
-            event_index: false,
+            event_index: true,
             body_limit: DEFAULT_BODY_LIMIT,
             allow_from: AllowFrom::default(),
             token_file: None,

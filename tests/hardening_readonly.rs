@@ -31,7 +31,8 @@ const ALLOWED: &[(&str, &str)] = &[
     ("GET", "/containers/json"),
     ("GET", "/containers/{id}/json"),
     ("GET", "/images/{id}/json"),
-    // Only with `--event-index`: Docker's in-memory event log, read in a bounded window.
+    // With the event index (the default): Docker's in-memory event log, read in a bounded
+    // window.
     ("GET", "/events"),
 ];
 
@@ -252,12 +253,22 @@ async fn the_collector_only_ever_reads_from_docker() {
     let mut settings = settings_for(&node);
     settings.event_index = true;
     let indexed = proxy.collector(settings).await;
-    for _ in 0..2 {
+    // Until it has read the daemon's clock (its first seconds) it answers from lists; then
+    // from the event log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut rounds = 0;
+    while rounds < 2 || !proxy.log().iter().any(|call| call.path == "/events") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the indexed collector never read Docker's events"
+        );
         for (processor, body) in &bodies {
             let answer = post(&http, indexed.addr, processor, body).await;
             assert!(answer.status < 500, "{processor} {body}: {}", answer.body);
             asked += 1;
         }
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     indexed.shutdown().await;
 

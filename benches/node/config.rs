@@ -10,8 +10,9 @@
 //! default `target/release/pod-detail-collector`), `PDC_BENCH_DOCKER_CLI` (`docker`),
 //! `PDC_BENCH_OUT` (`bench-results`), `PDC_BENCH_FONT` (a TTF for the plot, default DejaVu
 //! Sans), `PDC_BENCH_DOCKERD_PID` (to report the daemon's CPU per query),
-//! `PDC_BENCH_COLLECTOR_ARGS` (extra `serve` arguments), `PDC_BENCH_INDEX_ARGS`
-//! (`--event-index`; empty: no collector-index), `PDC_BENCH_COMPARE` (another build of the
+//! `PDC_BENCH_COLLECTOR_ARGS` (extra `serve` arguments), `PDC_BENCH_LIST_ARGS`
+//! (`--event-index=false`: the list path, measured as collector-list; empty: not measured),
+//! `PDC_BENCH_COMPARE` (another build of the
 //! collector, measured as collector-b beside the first), `DOCKER_HOST`,
 //! `PDC_TEST_PAUSE_IMAGE`, `PDC_TEST_APP_IMAGE`;
 //! for the CRI part: `PDC_BENCH_RUNTIMES` (`docker,cri`: which runtimes are measured, in that
@@ -66,8 +67,9 @@ pub(crate) struct Config {
     pub(crate) containerd_pid: Option<u32>,
     /// Extra arguments of `serve` for every collector started.
     pub(crate) collector_args: Vec<String>,
-    /// Arguments that turn the event index on (a second collector, measured too), if any.
-    pub(crate) index_args: Option<Vec<String>>,
+    /// Arguments that turn the event index off (the list path, a second collector measured
+    /// too), if any.
+    pub(crate) list_args: Option<Vec<String>>,
     /// Another build of the collector to measure beside the first (an A/B of a change).
     pub(crate) compare: Option<PathBuf>,
     /// Turns the floor and the collector take at each concurrency.
@@ -114,7 +116,7 @@ impl Config {
                 .ok()
                 .and_then(|v| v.trim().parse().ok()),
             collector_args: words_env("PDC_BENCH_COLLECTOR_ARGS", ""),
-            index_args: Some(words_env("PDC_BENCH_INDEX_ARGS", "--event-index"))
+            list_args: Some(words_env("PDC_BENCH_LIST_ARGS", "--event-index=false"))
                 .filter(|args| !args.is_empty()),
             rounds: num_env("PDC_BENCH_ROUNDS", 4).max(1),
             idle_wait: Duration::from_secs(num_env("PDC_BENCH_IDLE_SECS", 7) as u64),

@@ -17,7 +17,8 @@
 //! - **collector**: the release binary, spawned as its own process, asked over HTTP at
 //!   concurrency 1, 8 and 32: p50/p90/p99, requests per second, start-up time to `/readyz`,
 //!   idle and peak RSS, CPU time per request;
-//! - **collector-index**: the same binary with `--event-index`, at concurrency 1 and 32.
+//! - **collector-list**: the same binary with `--event-index=false` (a list call per
+//!   request, every container inspected), at concurrency 1 and 32.
 //!
 //! On containerd (CRI):
 //!

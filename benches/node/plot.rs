@@ -23,7 +23,7 @@ pub(crate) fn plot(path: &Path, font: &Path, points: &[Point]) -> Result<(), Str
     let colors = [
         ("cli", RGBColor(0, 158, 115)),
         ("collector", RGBColor(213, 94, 0)),
-        ("collector-index", RGBColor(204, 121, 167)),
+        ("collector-list", RGBColor(204, 121, 167)),
         ("collector-b", RGBColor(120, 120, 120)),
         ("floor", RGBColor(0, 114, 178)),
         ("cri-collector", RGBColor(213, 94, 0)),
@@ -37,7 +37,7 @@ pub(crate) fn plot(path: &Path, font: &Path, points: &[Point]) -> Result<(), Str
             vec![
                 ("docker CLI", "cli"),
                 ("collector", "collector"),
-                ("collector --event-index", "collector-index"),
+                ("collector --event-index=false", "collector-list"),
                 ("collector (B build)", "collector-b"),
                 ("floor: bare client, same calls", "floor"),
                 ("collector on containerd (CRI)", "cri-collector"),
@@ -50,7 +50,7 @@ pub(crate) fn plot(path: &Path, font: &Path, points: &[Point]) -> Result<(), Str
             max_c,
             vec![
                 ("collector", "collector"),
-                ("collector --event-index", "collector-index"),
+                ("collector --event-index=false", "collector-list"),
                 ("collector (B build)", "collector-b"),
                 ("floor: bare client, same calls", "floor"),
                 ("collector on containerd (CRI)", "cri-collector"),

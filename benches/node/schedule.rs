@@ -1,7 +1,8 @@
 //! What is measured at each size of the node, in what order. On Docker: the floor and the
-//! collector in turns at every concurrency, then the collector with its event index and
-//! another build where asked for, then the docker CLI. On CRI: the CRI floor and the
-//! collector in turns at every concurrency, then another build where asked for.
+//! collector in turns at every concurrency, then the collector on the list path
+//! (`--event-index=false`) and another build where asked for, then the docker CLI. On CRI: the
+//! CRI floor and the collector in turns at every concurrency, then another build where asked
+//! for.
 
 use crate::config::RuntimeKind;
 use crate::layout::PodKey;
@@ -49,10 +50,10 @@ async fn measure_docker(bench: &Bench<'_>) -> Result<(Vec<Point>, Vec<ServerFact
     bench.finish(server, &mut facts).await;
     all_facts.push(facts);
 
-    // The collector with its event index, where asked for.
-    if let Some(args) = &config.index_args {
+    // The collector on the list path (`--event-index=false`), where asked for.
+    if let Some(args) = &config.list_args {
         let variant = Variant {
-            path: "collector-index",
+            path: "collector-list",
             binary: config.collector.clone(),
             args: config.collector_args.iter().chain(args).cloned().collect(),
         };

@@ -163,6 +163,10 @@ pub(crate) struct ServerFacts {
     pub(crate) peak_rss: u64,
     pub(crate) reply_bytes: usize,
     pub(crate) check: String,
+    /// Docker lookups the collector answered from its event index and from a list (its
+    /// `pod_detail_collector_docker_lookups_total`), over every load at that size.
+    pub(crate) lookups_index: u64,
+    pub(crate) lookups_list: u64,
 }
 
 impl ServerFacts {
@@ -231,6 +235,20 @@ impl Bench<'_> {
 
     /// Reads the memory the server keeps once idle again, and its peak, and stops it.
     pub(crate) async fn finish(&self, mut server: Server, facts: &mut ServerFacts) {
+        if let Ok(reply) = server.http.get(server.url("/metrics")).send().await
+            && let Ok(text) = reply.text().await
+        {
+            let lookups = |source: &str| {
+                let series =
+                    format!("pod_detail_collector_docker_lookups_total{{source=\"{source}\"}} ");
+                text.lines()
+                    .find_map(|line| line.strip_prefix(&series))
+                    .and_then(|value| value.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0) as u64
+            };
+            facts.lookups_index = lookups("event_index");
+            facts.lookups_list = lookups("list");
+        }
         server.disconnect();
         tokio::time::sleep(self.config.idle_wait).await;
         if let Some((now, peak)) = rss(server.pid()) {

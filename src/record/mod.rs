@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
 use k8s_openapi::jiff::Timestamp;
 
 /// Everything known about one pod on this node.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PodRecord {
     /// Every sandbox the pod had (a restarted pod has several), in any order.
     pub sandboxes: Vec<Sandbox>,
@@ -26,7 +26,7 @@ pub struct PodRecord {
 }
 
 /// A pod sandbox: the namespaces the pod's containers share.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Sandbox {
     pub id: ContainerId,
     pub attempt: Option<u32>,
@@ -50,7 +50,7 @@ pub struct Sandbox {
     pub pid: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SandboxState {
     Ready,
     #[default]
@@ -58,7 +58,7 @@ pub enum SandboxState {
 }
 
 /// Whose namespace a pod uses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NamespaceMode {
     /// The pod's own.
     #[default]
@@ -68,7 +68,7 @@ pub enum NamespaceMode {
 }
 
 /// One instance of a pod's container: each restart is a new instance.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Instance {
     pub id: ContainerId,
     /// The container's name in the pod spec.
@@ -103,7 +103,18 @@ pub struct Instance {
 }
 
 /// `<runtime>://<id>`, as the kubelet writes container IDs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct ContainerId {
     /// `docker`, `containerd`, `cri-o`.
     pub runtime: String,
@@ -117,7 +128,7 @@ impl fmt::Display for ContainerId {
 }
 
 /// What an instance is doing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum State {
     /// Created, never started.
     #[default]
@@ -139,7 +150,7 @@ pub enum State {
 }
 
 /// The image an instance runs, named as the Pod shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageRef {
     /// `spec.containers[].image`: the reference the pod spec gave, as far as the runtime knows.
     pub spec: String,
@@ -149,7 +160,7 @@ pub struct ImageRef {
     pub id: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mount {
     pub container_path: String,
     pub host_path: String,
@@ -157,7 +168,7 @@ pub struct Mount {
 }
 
 /// The cgroup settings the kubelet derived from the container's requests and limits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resources {
     pub cpu_shares: Option<i64>,
     pub cpu_quota: Option<i64>,
@@ -166,13 +177,13 @@ pub struct Resources {
     pub oom_score_adj: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EnvVar {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Security {
     pub privileged: bool,
     pub read_only_root_filesystem: bool,

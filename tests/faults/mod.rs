@@ -5,6 +5,10 @@
 //!   real daemon, or plays a sick one ([`Mode`]): socket missing, connections refused, reset,
 //!   hung, `500`s, garbage JSON, containers vanishing between list and inspect, slow answers.
 //!   It records every request (method + path) and counts the calls in flight.
+//! - It can also play a daemon whose clock is off ([`Proxy::set_clock_skew`]): every time
+//!   Docker answers (the `Date` header, event stamps, container, image and `/info` times) is
+//!   moved by the skew, and the `since`/`until` of event queries moved back, so the real
+//!   daemon behind it works in its own time while the collector sees a skewed one.
 //! - [`ServeProcess`]: `pod-detail-collector serve` as a child process, its log, RSS and signals.
 //! - [`metric`]: one value out of a `/metrics` scrape.
 
@@ -15,7 +19,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,6 +61,9 @@ pub enum Mode {
     /// Answer `404 No such container` to `GET /containers/<id>/json` for these IDs (the
     /// container was removed between list and inspect); forward everything else.
     Vanish(HashSet<String>),
+    /// Forward, then add this many made-up container events to an answer (more than Docker's
+    /// event log holds, for `GET /events`: a window that may have lost events).
+    Flood(usize),
     /// Apply the inner mode to requests whose path (API version prefix removed) starts with
     /// the prefix; forward the others. Only for request-level modes (not Missing, Refused,
     /// Reset).
@@ -91,6 +98,8 @@ struct Inner {
     max_in_flight: AtomicUsize,
     /// Requests or connections that met a fault (not `Pass`/`Slow`).
     faulted: AtomicUsize,
+    /// Nanoseconds the daemon's clock appears to be ahead (negative: behind).
+    skew: AtomicI64,
     accept_task: Mutex<Option<JoinHandle<()>>>,
     stop: watch::Sender<bool>,
 }
@@ -133,6 +142,7 @@ impl Proxy {
                 in_flight: AtomicUsize::new(0),
                 max_in_flight: AtomicUsize::new(0),
                 faulted: AtomicUsize::new(0),
+                skew: AtomicI64::new(0),
                 accept_task: Mutex::new(None),
                 stop,
             }),
@@ -215,6 +225,12 @@ impl Proxy {
 
     pub fn reset_max_in_flight(&self) {
         self.inner.max_in_flight.store(0, Ordering::SeqCst);
+    }
+
+    /// Plays a daemon whose clock reads `skew_nanos` ahead of the real one (negative:
+    /// behind).
+    pub fn set_clock_skew(&self, skew_nanos: i64) {
+        self.inner.skew.store(skew_nanos, Ordering::SeqCst);
     }
 
     /// Requests and connections that met a fault (hung, 500, garbage, vanished, reset).
@@ -326,6 +342,37 @@ async fn handle(
                 "{\"Id\": [\"pdc fault injection\" garbage",
             ))
         }
+        Mode::Flood(n) => {
+            inner.faulted.fetch_add(1, Ordering::SeqCst);
+            let response = forward(&inner, req).await;
+            let (mut parts, body) = response.into_parts();
+            let mut body = match body.collect().await {
+                Ok(body) => body.to_bytes().to_vec(),
+                Err(err) => return Ok(bad_gateway(&format!("reading the answer: {err}"))),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as i64
+                + inner.skew.load(Ordering::SeqCst);
+            for i in 0..n {
+                let event = serde_json::json!({
+                    "Type": "container", "Action": "exec_start: true",
+                    "Actor": {"ID": format!("pdc-flood-{i}"), "Attributes": {}},
+                    "time": now / 1_000_000_000, "timeNano": now,
+                });
+                body.extend(event.to_string().into_bytes());
+                body.push(b'\n');
+            }
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            parts.headers.remove(hyper::header::TRANSFER_ENCODING);
+            Ok(Response::from_parts(
+                parts,
+                Full::new(Bytes::from(body))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            ))
+        }
         Mode::Vanish(ids) => match inspected_container(&path) {
             Some(id) if ids.contains(id) => {
                 inner.faulted.fetch_add(1, Ordering::SeqCst);
@@ -341,6 +388,178 @@ async fn handle(
 }
 
 async fn forward(inner: &Inner, req: Request<Incoming>) -> Response<ProxyBody> {
+    let skew = inner.skew.load(Ordering::SeqCst);
+    if skew == 0 {
+        return forward_as_is(inner, req).await;
+    }
+    let path = api_path(req.uri().path()).to_string();
+    let mut req = req;
+    if path == "/events"
+        && let Some(query) = req.uri().query()
+    {
+        let moved = skew::event_query(query, -skew);
+        let uri = format!("{}?{moved}", req.uri().path());
+        *req.uri_mut() = uri.parse().expect("a rewritten URI");
+    }
+    let response = forward_as_is(inner, req).await;
+    let (mut parts, body) = response.into_parts();
+    let body = match body.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(err) => return bad_gateway(&format!("reading the real daemon's answer: {err}")),
+    };
+    let body = skew::answer(&path, &body, skew);
+    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+    parts.headers.remove(hyper::header::TRANSFER_ENCODING);
+    parts.headers.insert(
+        hyper::header::DATE,
+        hyper::header::HeaderValue::from_str(&skew::http_date_now(skew)).expect("a date"),
+    );
+    Response::from_parts(
+        parts,
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    )
+}
+
+/// Rewrites times by a clock skew, as a daemon with that clock would have written them.
+mod skew {
+    use k8s_openapi::jiff::{SignedDuration, Timestamp, fmt::rfc2822::DateTimePrinter};
+    use serde_json::Value;
+
+    const SEC: i64 = 1_000_000_000;
+
+    /// `since`/`until` (`secs.nanos` or RFC 3339) moved by `by` nanoseconds.
+    pub fn event_query(query: &str, by: i64) -> String {
+        query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key @ ("since" | "until"), value)) => {
+                    format!("{key}={}", move_query_time(value, by))
+                }
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    fn move_query_time(value: &str, by: i64) -> String {
+        let nanos = match value.split_once('.') {
+            Some((secs, frac)) if secs.bytes().all(|b| b.is_ascii_digit()) => {
+                let frac = format!("{frac:0<9}");
+                secs.parse::<i64>().unwrap_or_default() * SEC
+                    + frac[..9].parse::<i64>().unwrap_or_default()
+            }
+            None if value.bytes().all(|b| b.is_ascii_digit()) => {
+                value.parse::<i64>().unwrap_or_default() * SEC
+            }
+            _ => {
+                let decoded = value.replace("%3A", ":").replace("%2B", "+");
+                match decoded.parse::<Timestamp>() {
+                    Ok(ts) => i64::try_from(ts.as_nanosecond()).unwrap_or_default(),
+                    Err(_) => return value.to_string(),
+                }
+            }
+        };
+        let moved = nanos + by;
+        format!("{}.{:09}", moved.div_euclid(SEC), moved.rem_euclid(SEC))
+    }
+
+    /// `Date:` of a daemon whose clock is `skew` off, now.
+    pub fn http_date_now(skew: i64) -> String {
+        let now = Timestamp::now() + SignedDuration::from_nanos(skew);
+        DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&now)
+            .expect("a printable date")
+    }
+
+    /// The answer to `path` with its times moved.
+    pub fn answer(path: &str, body: &[u8], skew: i64) -> Vec<u8> {
+        if path == "/events" {
+            let mut out = Vec::with_capacity(body.len());
+            for event in serde_json::Deserializer::from_slice(body).into_iter::<Value>() {
+                let Ok(mut event) = event else {
+                    return body.to_vec();
+                };
+                if let Some(nanos) = event.get("timeNano").and_then(Value::as_i64) {
+                    let moved = nanos + skew;
+                    event["timeNano"] = moved.into();
+                    event["time"] = moved.div_euclid(SEC).into();
+                }
+                out.extend(serde_json::to_vec(&event).expect("JSON"));
+                out.push(b'\n');
+            }
+            return out;
+        }
+        let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+            return body.to_vec();
+        };
+        if path == "/containers/json" {
+            for container in value.as_array_mut().into_iter().flatten() {
+                if let Some(created) = container.get("Created").and_then(Value::as_i64) {
+                    container["Created"] = (created * SEC + skew).div_euclid(SEC).into();
+                }
+            }
+        } else if path.starts_with("/containers/") || path.starts_with("/images/") {
+            move_time(value.pointer_mut("/Created"), skew);
+            move_time(value.pointer_mut("/State/StartedAt"), skew);
+            move_time(value.pointer_mut("/State/FinishedAt"), skew);
+            move_time(value.pointer_mut("/Metadata/LastTagTime"), skew);
+        } else if path == "/info" {
+            move_time(value.pointer_mut("/SystemTime"), skew);
+        } else {
+            return body.to_vec();
+        }
+        serde_json::to_vec(&value).expect("JSON")
+    }
+
+    /// An RFC 3339 time moved; Docker's zero time ("never") stays.
+    fn move_time(value: Option<&mut Value>, skew: i64) {
+        let Some(value) = value else { return };
+        let Some(text) = value.as_str() else { return };
+        if text.starts_with("0001-01-01") {
+            return;
+        }
+        if let Ok(ts) = text.parse::<Timestamp>() {
+            *value = (ts + SignedDuration::from_nanos(skew)).to_string().into();
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn moves_times() {
+            assert_eq!(
+                super::event_query("since=100.5&until=101.000000001&filters=x", -2_000_000_000),
+                "since=98.500000000&until=99.000000001&filters=x"
+            );
+            let moved = super::answer(
+                "/containers/abc/json",
+                br#"{"Created":"2026-01-01T00:00:00.5Z","State":{"StartedAt":"0001-01-01T00:00:00Z"}}"#,
+                60_000_000_000,
+            );
+            let moved: serde_json::Value = serde_json::from_slice(&moved).unwrap();
+            assert_eq!(moved["Created"], "2026-01-01T00:01:00.5Z");
+            assert_eq!(moved["State"]["StartedAt"], "0001-01-01T00:00:00Z");
+            let events = super::answer(
+                "/events",
+                b"{\"timeNano\":1000000000,\"time\":1}\n{\"timeNano\":2500000000,\"time\":2}\n",
+                -1_000_000_000,
+            );
+            let events: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&events)
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(events[0], serde_json::json!({"time": 0, "timeNano": 0}));
+            assert_eq!(
+                events[1],
+                serde_json::json!({"time": 1, "timeNano": 1_500_000_000})
+            );
+        }
+    }
+}
+
+async fn forward_as_is(inner: &Inner, req: Request<Incoming>) -> Response<ProxyBody> {
     let stream = match UnixStream::connect(&inner.upstream).await {
         Ok(stream) => stream,
         Err(err) => return bad_gateway(&format!("connect to the real daemon: {err}")),

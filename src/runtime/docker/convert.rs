@@ -46,19 +46,30 @@ pub struct Inspected {
 pub fn pod_record(inspected: &Inspected) -> PodRecord {
     let mut record = PodRecord::default();
     for container in &inspected.containers {
-        let Some(docker) = Kubelet::of(container) else {
-            continue;
-        };
         let image = container
             .image
             .as_deref()
             .and_then(|id| inspected.images.get(id));
-        match docker.role {
-            Role::Sandbox => record.sandboxes.push(sandbox(&docker, image)),
-            Role::Container => record.containers.push(instance(&docker, image)),
-        }
+        add_container(&mut record, container, image);
     }
     record
+}
+
+/// Adds one inspected container, with the image it runs when known, to a pod's record: what
+/// [`pod_record`] does for each of its containers. A container the kubelet did not make adds
+/// nothing.
+pub fn add_container(
+    record: &mut PodRecord,
+    container: &ContainerInspectResponse,
+    image: Option<&ImageInspect>,
+) {
+    let Some(docker) = Kubelet::of(container) else {
+        return;
+    };
+    match docker.role {
+        Role::Sandbox => record.sandboxes.push(sandbox(&docker, image)),
+        Role::Container => record.containers.push(instance(&docker, image)),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
