@@ -67,8 +67,10 @@ fn container_id(runtime: &str, id: &str) -> ContainerId {
     }
 }
 
-/// The verbose `info` map's `info` key: a JSON document whose shape each runtime chooses.
-fn info_json(info: &HashMap<String, String>) -> serde_json::Value {
+/// The verbose `info` map's `info` key: a JSON document whose shape each runtime chooses,
+/// read straight into the few fields wanted (the OCI spec in it is most of an answer's bytes:
+/// no tree of it is built).
+fn info_json<T: serde::de::DeserializeOwned + Default>(info: &HashMap<String, String>) -> T {
     info.get("info")
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default()
@@ -96,7 +98,7 @@ struct SandboxLinuxInfo {
 
 fn sandbox(runtime: &str, answer: &PodSandboxStatusResponse) -> Option<Sandbox> {
     let status = answer.status.as_ref()?;
-    let info: SandboxInfo = serde_json::from_value(info_json(&answer.info)).unwrap_or_default();
+    let info: SandboxInfo = info_json(&answer.info);
     let ready = status.state == PodSandboxState::SandboxReady as i32;
     let options = status
         .linux
@@ -237,6 +239,20 @@ struct SpecLinux {
     cgroups_path: String,
 }
 
+/// `ImageStatus(verbose)`'s info, as far as it is read here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ImageInfoDoc {
+    #[serde(rename = "imageSpec")]
+    image_spec: ImageSpecDoc,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ImageSpecDoc {
+    config: Option<ImageConfig>,
+}
+
 /// The image config, from `ImageStatus(verbose)`'s info (`imageSpec.config`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -250,15 +266,14 @@ struct ImageConfig {
 }
 
 fn image_config(image: Option<&ImageStatusResponse>) -> Option<ImageConfig> {
-    let info = info_json(&image?.info);
-    let config = info.pointer("/imageSpec/config")?.clone();
-    serde_json::from_value(config).ok()
+    let info: ImageInfoDoc = info_json(&image?.info);
+    info.image_spec.config
 }
 
 fn instance(answered: &Answered, answer: &ContainerStatusResponse) -> Option<Instance> {
     let status = answer.status.as_ref()?;
     let metadata = status.metadata.as_ref()?;
-    let info: ContainerInfo = serde_json::from_value(info_json(&answer.info)).unwrap_or_default();
+    let info: ContainerInfo = info_json(&answer.info);
     let runtime = &answered.runtime_name;
 
     let state = match ContainerState::try_from(status.state) {
