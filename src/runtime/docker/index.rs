@@ -349,6 +349,16 @@ impl PodIndex {
     }
 
     /// The members in scope: cached records, and the IDs to inspect.
+    /// The members in scope with no cached record, as the index is now: what a lookup will
+    /// most likely ask to inspect once the index has caught up.
+    pub fn live_members(&self, scope: &Scope) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|(id, member)| scope.contains(&member.pod) && !self.exited.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     pub fn lookup(&self, scope: &Scope) -> Lookup {
         let mut ids: Vec<(&String, &PodRef)> = self
             .members

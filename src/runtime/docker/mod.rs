@@ -143,11 +143,23 @@ impl DockerRuntime {
     ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
         let requested_at = self.events.as_ref().map(|events| events.clock.local());
         let docker = self.client().await?;
-        if let (Some(events), Some(requested_at)) = (&self.events, requested_at)
-            && let Some(lookup) = events.lookup(&docker, scope, requested_at).await?
-        {
-            self.metrics.docker_lookup("event_index");
-            return self.indexed_records(&docker, events, scope, lookup).await;
+        if let (Some(events), Some(requested_at)) = (&self.events, requested_at) {
+            // A catch-up waits until the daemon's clock has passed the request; meanwhile the
+            // containers the index last knew to be live are inspected. Made after the request
+            // arrived, such an inspect is as fresh as the list path's.
+            let early_ids = events.live_members(&scope);
+            let early = early_ids
+                .iter()
+                .map(|id| self.bounded(docker.inspect_container(id, None)));
+            let (lookup, early) =
+                tokio::join!(events.lookup(&docker, scope, requested_at), join_all(early));
+            if let Some(lookup) = lookup? {
+                self.metrics.docker_lookup("event_index");
+                let early = early_ids.into_iter().zip(early).collect();
+                return self
+                    .indexed_records(&docker, events, scope, lookup, early)
+                    .await;
+            }
         }
         self.metrics.docker_lookup("list");
         let inspected = self.inspect_pods(&docker, scope).await?;
@@ -165,11 +177,18 @@ impl DockerRuntime {
         events: &EventIndex,
         scope: Scope<'_>,
         lookup: Lookup,
+        mut early: HashMap<String, Result<ContainerInspectResponse, RuntimeFailure>>,
     ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
-        let inspects = lookup
-            .live
-            .iter()
-            .map(|id| self.bounded(docker.inspect_container(id, None)));
+        // Members the catch-up added (or whose cached record it dropped) are inspected now.
+        let inspects = lookup.live.iter().map(|id| {
+            let early = early.remove(id);
+            async move {
+                match early {
+                    Some(inspected) => inspected,
+                    None => self.bounded(docker.inspect_container(id, None)).await,
+                }
+            }
+        });
         let mut live = Vec::with_capacity(lookup.live.len());
         for (id, inspected) in lookup.live.iter().zip(join_all(inspects).await) {
             match inspected {
@@ -564,6 +583,17 @@ impl std::fmt::Display for CallError {
 }
 
 impl EventIndex {
+    /// The members in scope the index would inspect as it is now; none while it is not
+    /// built, or while a catch-up holds it.
+    fn live_members(&self, scope: &Scope<'_>) -> Vec<String> {
+        match self.state.try_lock() {
+            Ok(state) if state.index.is_built() && !self.paused() => {
+                state.index.live_members(scope)
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The members of the pods in scope, once the index has seen every event the daemon
     /// logged before the request arrived (local time `requested_at`); `None` when it cannot
     /// tell, and the list must answer.
