@@ -151,11 +151,24 @@ impl DockerRuntime {
             let early = early_ids
                 .iter()
                 .map(|id| self.bounded(docker.inspect_container(id, None)));
-            let (lookup, early) =
-                tokio::join!(events.lookup(&docker, scope, requested_at), join_all(early));
+            let early = join_all(early);
+            let lookup = events.lookup(&docker, scope, requested_at);
+            tokio::pin!(early, lookup);
+            let mut early_done = None;
+            let lookup = loop {
+                tokio::select! {
+                    lookup = &mut lookup => break lookup,
+                    inspected = &mut early, if early_done.is_none() => early_done = Some(inspected),
+                }
+            };
+            // When the index cannot answer, the list path does not wait for these.
             if let Some(lookup) = lookup? {
                 self.metrics.docker_lookup("event_index");
-                let early = early_ids.into_iter().zip(early).collect();
+                let early = match early_done {
+                    Some(inspected) => inspected,
+                    None => early.await,
+                };
+                let early = early_ids.iter().cloned().zip(early).collect();
                 return self
                     .indexed_records(&docker, events, scope, lookup, early)
                     .await;
