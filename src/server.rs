@@ -326,8 +326,12 @@ async fn serve<I>(
         seen.store(true, Ordering::Relaxed);
         async move { Ok::<_, Infallible>(server.handle(request, peer, &linger).await) }
     });
+    // A client may shut its write side once its request is sent (`nc -N`, some proxies); it
+    // still gets its answer. Without this, hyper drops such a request when it reads the end
+    // of the stream before the answer is ready.
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
+        .half_close(true)
         .header_read_timeout(server.read_timeout)
         .serve_connection(io, service);
     tokio::pin!(connection);
