@@ -357,15 +357,26 @@ mod tests {
         (bounds, clock.local())
     }
 
-    #[tokio::test]
-    async fn calibration_finds_a_skewed_clock_to_a_fraction_of_a_millisecond() {
+    #[test]
+    fn calibration_finds_a_skewed_clock_to_a_fraction_of_a_millisecond() {
         let offsets = [
             420 * SEC + 370_000_000,
             -(300 * SEC + 999_000_000),
             0,
             123_456_789,
         ];
-        let found = futures_util::future::join_all(offsets.map(calibrated)).await;
+        // Each daemon on a thread of its own: the pings block, and daemons sharing one thread
+        // would hold up each other's look at the second boundary.
+        let daemons = offsets.map(|offset| {
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("a runtime")
+                    .block_on(calibrated(offset))
+            })
+        });
+        let found = daemons.map(|daemon| daemon.join().expect("calibrated"));
         for (offset, (bounds, took)) in offsets.into_iter().zip(found) {
             assert!(
                 bounds.lo <= offset && offset <= bounds.hi,
@@ -373,7 +384,9 @@ mod tests {
             );
             // TARGET_WIDTH with the machine to itself; round trips stretch under load.
             assert!(bounds.width() <= 2_000_000, "{bounds:?}");
-            assert!(took < 5 * SEC, "took {took} ns");
+            // Usually one to three seconds; a look that lands just past a boundary costs
+            // another two or three.
+            assert!(took < 8 * SEC, "took {took} ns");
         }
     }
 
