@@ -8,15 +8,11 @@
 
 mod support;
 
-use std::net::IpAddr;
-use std::time::Duration;
-
-use pod_detail_collector::Settings;
 use pod_detail_collector::runtime::RuntimeChoice;
 use serde_json::{Value, json};
 use support::cri::{CriNode, CriPod};
 use support::pod::{condition, status};
-use support::service::{Collector, HOST_IP, NODE_NAME, settings_for};
+use support::service::{Collector, HOST_IP, NODE_NAME, cri_settings_for, settings_for};
 use support::{Container, Instance, Node, Pod, Volume};
 
 const MI: i64 = 1024 * 1024;
@@ -24,20 +20,7 @@ const SECRET: &str = "s3cr3t-Pa55w0rd";
 
 /// A collector reading the test's containerd, with the test's kubelet root.
 async fn collector_for(node: &CriNode) -> Collector {
-    let manifests = node.dir.join("manifests");
-    std::fs::create_dir_all(&manifests).expect("manifest dir");
-    Collector::start_with(Settings {
-        listen: "127.0.0.1:0".parse().expect("listen address"),
-        runtime: RuntimeChoice::Cri(node.endpoint.clone()),
-        node_name: NODE_NAME.to_string(),
-        host_ip: Some(HOST_IP.parse::<IpAddr>().expect("host ip")),
-        runtime_timeout: Duration::from_secs(10),
-        kubelet_root: node.kubelet_root.clone(),
-        manifest_dir: manifests,
-        pod_logs_dir: node.pod_logs_dir.clone(),
-        ..Settings::default()
-    })
-    .await
+    Collector::start_with(cri_settings_for(node)).await
 }
 
 fn containerd_id(id: &str) -> String {

@@ -9,36 +9,18 @@
 
 mod support;
 
-use std::net::IpAddr;
-use std::time::Duration;
-
-use pod_detail_collector::Settings;
 use pod_detail_collector::rebuild::INIT_CONTAINERS_ANNOTATION;
-use pod_detail_collector::runtime::RuntimeChoice;
 use serde_json::{Value, json};
 use support::cri::CriNode;
 use support::kubelet::write_allocated_pods_state;
 use support::pod::{by_name, condition, container, names, status};
-use support::service::{Collector, HOST_IP, NODE_NAME};
+use support::service::{Collector, cri_settings_for};
 use support::{Container, CreatedPod, Instance, Node, Pod};
 
 const MI: i64 = 1024 * 1024;
 
 async fn cri_collector(node: &CriNode) -> Collector {
-    let manifests = node.dir.join("manifests");
-    std::fs::create_dir_all(&manifests).expect("manifest dir");
-    Collector::start_with(Settings {
-        listen: "127.0.0.1:0".parse().expect("listen address"),
-        runtime: RuntimeChoice::Cri(node.endpoint.clone()),
-        node_name: NODE_NAME.to_string(),
-        host_ip: Some(HOST_IP.parse::<IpAddr>().expect("host ip")),
-        runtime_timeout: Duration::from_secs(10),
-        kubelet_root: node.kubelet_root.clone(),
-        manifest_dir: manifests,
-        pod_logs_dir: node.pod_logs_dir.clone(),
-        ..Settings::default()
-    })
-    .await
+    Collector::start_with(cri_settings_for(node)).await
 }
 
 fn condition_status(pod: &Value, kind: &str) -> Value {

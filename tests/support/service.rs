@@ -9,6 +9,7 @@ use pod_detail_collector::{Settings, server};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::cri::CriNode;
 use super::docker::Node;
 use super::util;
 
@@ -39,17 +40,41 @@ pub const HOST_IP: &str = "192.0.2.10";
 /// Settings for a collector that looks at this test's node: the test daemon, the test's
 /// kubelet root, an empty manifest directory, a fixed node name and host IP.
 pub fn settings_for(node: &Node) -> Settings {
-    let manifests = node.dir.join("manifests");
+    node_settings(
+        RuntimeChoice::Docker(util::docker_host()),
+        &node.dir,
+        &node.kubelet_root,
+        &node.pod_logs_dir,
+    )
+}
+
+/// The same for the test's containerd.
+pub fn cri_settings_for(node: &CriNode) -> Settings {
+    node_settings(
+        RuntimeChoice::Cri(node.endpoint.clone()),
+        &node.dir,
+        &node.kubelet_root,
+        &node.pod_logs_dir,
+    )
+}
+
+fn node_settings(
+    runtime: RuntimeChoice,
+    dir: &Path,
+    kubelet_root: &Path,
+    pod_logs: &Path,
+) -> Settings {
+    let manifests = dir.join("manifests");
     std::fs::create_dir_all(&manifests).expect("manifest dir");
     Settings {
         listen: "127.0.0.1:0".parse().expect("listen address"),
-        runtime: RuntimeChoice::Docker(util::docker_host()),
+        runtime,
         node_name: NODE_NAME.to_string(),
         host_ip: Some(HOST_IP.parse::<IpAddr>().expect("host ip")),
         runtime_timeout: Duration::from_secs(10),
-        kubelet_root: node.kubelet_root.clone(),
+        kubelet_root: kubelet_root.to_path_buf(),
         manifest_dir: manifests,
-        pod_logs_dir: node.pod_logs_dir.clone(),
+        pod_logs_dir: pod_logs.to_path_buf(),
         ..Settings::default()
     }
 }
