@@ -119,7 +119,7 @@ fn verdict(ok: bool) -> &'static str {
 pub(crate) fn render_report(config: &Config, runs: &[RuntimeRun]) -> Report {
     let max_c = config.concurrency.iter().copied().max().unwrap_or(1);
     let mut ratios = format!(
-        "| pods | collector | collector/floor p50 (c=1) | collector/floor-seq p50 (c=1) | CLI/collector p50 | collector/floor req/s (c={max_c}) | start-up ms | idle RSS MiB | idle RSS after load MiB | peak RSS MiB | reply bytes | reply check | lookups index / list |\n\
+        "| pods | collector | collector/floor p50 (c=1) | collector/floor-seq p50 (c=1) | CLI/collector p50 | collector/floor req/s (c={max_c}) | start-up ms | idle RSS MiB | idle RSS after load MiB (of it, the binary's pages) | peak RSS MiB | reply bytes | reply check | lookups index / list |\n\
          |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n"
     );
     let mut targets = String::new();
@@ -144,7 +144,7 @@ pub(crate) fn render_report(config: &Config, runs: &[RuntimeRun]) -> Report {
             );
             let _ = writeln!(
                 ratios,
-                "| {pods} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                "| {pods} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} ({:.1}) | {:.1} | {} | {} | {} |",
                 f.variant,
                 f2(coll_floor),
                 f2(coll_seq),
@@ -155,6 +155,7 @@ pub(crate) fn render_report(config: &Config, runs: &[RuntimeRun]) -> Report {
                 fmt_ms(f.startup_median()),
                 mib(f.idle_rss),
                 mib(f.idle_rss_after),
+                mib(f.idle_rss_after_file),
                 mib(f.peak_rss),
                 f.reply_bytes,
                 f.check,

@@ -127,7 +127,15 @@ async fn wait_ready(server: &mut Server, spawned: Instant) -> Result<Duration, S
 }
 
 /// `VmRSS` and `VmHWM` (peak) of a process, in bytes.
-fn rss(pid: u32) -> Option<(u64, u64)> {
+/// A process's memory, in bytes, from `/proc/<pid>/status`.
+struct Rss {
+    now: u64,
+    peak: u64,
+    /// Of `now`, the pages of files (the binary's own code and data) rather than the heap.
+    file: u64,
+}
+
+fn rss(pid: u32) -> Option<Rss> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         status
@@ -137,7 +145,11 @@ fn rss(pid: u32) -> Option<(u64, u64)> {
             .and_then(|kb| kb.parse::<u64>().ok())
             .map(|kb| kb * 1024)
     };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    Some(Rss {
+        now: field("VmRSS:")?,
+        peak: field("VmHWM:")?,
+        file: field("RssFile:").unwrap_or(0),
+    })
 }
 
 /// User + system CPU time of a process (`self` for this one).
@@ -160,6 +172,8 @@ pub(crate) struct ServerFacts {
     pub(crate) startup: Vec<Duration>,
     pub(crate) idle_rss: u64,
     pub(crate) idle_rss_after: u64,
+    /// Of `idle_rss_after`, the pages of the binary itself (code touched by the loads).
+    pub(crate) idle_rss_after_file: u64,
     pub(crate) peak_rss: u64,
     pub(crate) reply_bytes: usize,
     pub(crate) check: String,
@@ -212,7 +226,7 @@ impl Bench<'_> {
     ) -> Result<(), String> {
         wait_ready(server, spawned).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        facts.idle_rss = rss(server.pid()).map(|(now, _)| now).unwrap_or(0);
+        facts.idle_rss = rss(server.pid()).map(|rss| rss.now).unwrap_or(0);
         // One answer, checked, so the numbers are about real work.
         let first = &self.targets[0];
         let body = serde_json::json!({"pod.namespace": first.namespace, "pod.name": first.name});
@@ -251,9 +265,10 @@ impl Bench<'_> {
         }
         server.disconnect();
         tokio::time::sleep(self.config.idle_wait).await;
-        if let Some((now, peak)) = rss(server.pid()) {
-            facts.idle_rss_after = now;
-            facts.peak_rss = peak;
+        if let Some(rss) = rss(server.pid()) {
+            facts.idle_rss_after = rss.now;
+            facts.idle_rss_after_file = rss.file;
+            facts.peak_rss = rss.peak;
         }
         server.stop();
     }
