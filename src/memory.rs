@@ -3,7 +3,7 @@
 //! glibc's allocator keeps freed memory in its arenas for reuse, so after a burst of
 //! diagnoses the resident size stays at its peak on every node of the cluster. Asking it to
 //! trim now and then returns what is free; when nothing is free the call is cheap. At start,
-//! [`configure`] keeps the arenas few (each holds freed memory of its own) and maps large
+//! [`configure`] keeps one arena (each holds freed memory of its own) and maps large
 //! blocks (a node-wide list, a big answer) on their own, so that freeing one returns it at
 //! once instead of leaving a hole under what the event index keeps.
 
@@ -21,9 +21,11 @@ const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// by default it grows with every large block freed).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: std::ffi::c_int = 128 * 1024;
-/// Two arenas: the two async workers rarely allocate at the same moment.
+/// One arena for every thread: each thread's cache of small blocks serves most allocations
+/// without its lock, and a second arena kept about 2 MiB of pages after a burst, pinned by the
+/// few blocks that outlive a request (the caches of the event index).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const ARENAS: std::ffi::c_int = 2;
+const ARENAS: std::ffi::c_int = 1;
 
 /// Sets the allocator up; call once, first thing, before any thread starts.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

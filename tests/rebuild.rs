@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use bollard::models::{ContainerInspectResponse, ImageInspect};
 use k8s_openapi::api::core::v1::Pod;
 use pod_detail_collector::rebuild::{Context, REDACTED};
-use pod_detail_collector::record::{ContainerId, HostFacts, PodView};
+use pod_detail_collector::record::{ContainerId, HostFacts, Packed, PodRecord, PodView};
 use pod_detail_collector::runtime::docker::convert::{self, Inspected};
 use serde_json::{Value, json};
 
@@ -508,5 +508,58 @@ fn pulled_images_are_named_by_tag_and_digest() {
     assert_eq!(
         format!("docker://{}", status["image"].as_str().unwrap_or("-")),
         image_id
+    );
+}
+
+/// The caches of exited containers keep each one packed: every recorded instance and sandbox
+/// reads back exactly, each from at most half its JSON, all from at most two fifths of theirs.
+#[test]
+fn packed_records_read_back_exactly_from_a_fraction_of_their_json() {
+    let (mut packed_bytes, mut json_bytes) = (0, 0);
+    for name in [
+        "control-plane",
+        "web-oom",
+        "job-done-1",
+        "job-fail-1",
+        "restarted-sandbox-init",
+    ] {
+        let recorded = record(name);
+        let record = convert::pod_record(&Inspected {
+            containers: recorded.containers,
+            images: recorded.images,
+        });
+        let singles = record
+            .sandboxes
+            .iter()
+            .map(|sandbox| PodRecord {
+                sandboxes: vec![sandbox.clone()],
+                containers: Vec::new(),
+            })
+            .chain(record.containers.iter().map(|instance| PodRecord {
+                sandboxes: Vec::new(),
+                containers: vec![instance.clone()],
+            }));
+        for single in singles {
+            let json = serde_json::to_vec(&single).expect("a record serializes");
+            let packed = Packed::new(&single).expect("a record packs");
+            assert!(
+                packed.len() * 2 <= json.len(),
+                "{name}: {} bytes packed from {} of JSON",
+                packed.len(),
+                json.len()
+            );
+            packed_bytes += packed.len();
+            json_bytes += json.len();
+            let back = packed.unpack().expect("a packed record reads back");
+            assert_eq!(
+                serde_json::to_vec(&back).expect("serializes"),
+                json,
+                "{name}"
+            );
+        }
+    }
+    assert!(
+        packed_bytes * 5 <= json_bytes * 2,
+        "{packed_bytes} bytes packed from {json_bytes} of JSON"
     );
 }

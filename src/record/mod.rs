@@ -5,8 +5,10 @@
 //! nothing after it knows which runtime spoke. The shape follows what the kubelet itself works
 //! from: sandboxes, container instances, and the files it keeps on the node (`host`).
 
+mod packed;
 mod view;
 
+pub use packed::Packed;
 pub use view::PodView;
 
 use std::collections::{BTreeMap, HashMap};
