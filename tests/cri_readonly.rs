@@ -18,10 +18,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pod_detail_collector::Settings;
+use pod_detail_collector::cri_api as cri;
 use pod_detail_collector::runtime::RuntimeChoice;
 use serde_json::json;
 use support::cri::{CriNode, socket_path};
-use support::service::{Collector, HOST_IP, NODE_NAME, PROCESSORS};
+use support::service::{Collector, HOST_IP, NODE_NAME, PROCESSORS, cri_settings_for};
 use support::{Container, Instance, Pod};
 
 /// The methods the collector may call (SPEC §6).
@@ -179,4 +180,75 @@ async fn the_collector_only_ever_reads_from_the_cri_runtime() {
         called.len()
     );
     collector.shutdown().await;
+}
+
+/// An exited container never changes again, so its status is asked once and its instance kept:
+/// the next answer, served from what was kept, is the same Pod a fresh collector gives, with
+/// one `ContainerStatus` call fewer. Once the runtime removes it, no answer shows it any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exited_container_is_asked_once_and_never_served_once_removed() {
+    let Some(node) = CriNode::new().await else {
+        return;
+    };
+    let pod = node
+        .run(
+            Pod::new(node.ns("kept"), "restarted").container(
+                Container::new("app")
+                    .instance(Instance::Exit(3))
+                    .instance(Instance::Running),
+            ),
+        )
+        .await;
+    let previous = pod.instances("app")[0].id.clone();
+    let proxy = RecordingProxy::start(&node.dir, socket_path(&node.endpoint));
+    let through_proxy = Collector::start_with(Settings {
+        runtime: RuntimeChoice::Cri(format!("unix://{}", proxy.socket.display())),
+        ..cri_settings_for(&node)
+    })
+    .await;
+    let status_calls = || {
+        proxy
+            .methods()
+            .iter()
+            .filter(|method| method.ends_with("/ContainerStatus"))
+            .count()
+    };
+    // A fresh collector each time: nothing kept, every status asked.
+    let fresh = || async {
+        let collector = Collector::start_with(cri_settings_for(&node)).await;
+        let pod = collector.pod(&pod.namespace, &pod.name).await;
+        collector.shutdown().await;
+        pod
+    };
+
+    let first = through_proxy.pod(&pod.namespace, &pod.name).await;
+    assert_eq!(status_calls(), 2, "the exited and the running instance");
+    assert!(first.to_string().contains(&previous), "{first}");
+    assert_eq!(
+        first["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+        3
+    );
+    let second = through_proxy.pod(&pod.namespace, &pod.name).await;
+    assert_eq!(
+        status_calls(),
+        3,
+        "only the running instance is asked again"
+    );
+    assert_eq!(second, first);
+    assert_eq!(second, fresh().await);
+
+    node.runtime
+        .clone()
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: previous.clone(),
+        })
+        .await
+        .expect("remove the exited instance");
+    let after = through_proxy.pod(&pod.namespace, &pod.name).await;
+    assert!(
+        !after.to_string().contains(&previous),
+        "a removed container was served: {after}"
+    );
+    assert_eq!(after, fresh().await);
+    through_proxy.shutdown().await;
 }

@@ -4,12 +4,13 @@
 //! `ListContainers`, `ContainerStatus`, `ImageStatus`.
 
 pub mod convert;
+mod exited;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -29,7 +30,9 @@ use crate::kubelet::{POD_NAME_LABEL, POD_NAMESPACE_LABEL};
 use crate::metrics::Metrics;
 use crate::pod_ref::PodRef;
 use crate::record::PodRecord;
+use crate::record::{Instance, State};
 use convert::Answered;
+use exited::Exited;
 
 /// A lazily connected CRI client: the service starts and serves while the socket is missing,
 /// and connects on first use, again after the runtime went away.
@@ -42,6 +45,17 @@ pub struct CriRuntime {
     /// Caps the calls in flight, so a storm of diagnoses cannot overload a sick runtime.
     calls: Semaphore,
     metrics: Arc<Metrics>,
+    exited: std::sync::Mutex<Exited>,
+}
+
+/// What the runtime answered about one pod, and the instances of its exited containers
+/// already known (their status is not asked again).
+#[derive(Default)]
+struct PodAnswer {
+    answered: Answered,
+    /// Containers asked about that the list showed exited: their instances are kept.
+    asked_exited: HashSet<String>,
+    kept: Vec<Instance>,
 }
 
 #[derive(Clone)]
@@ -66,6 +80,7 @@ impl CriRuntime {
             connection: tokio::sync::Mutex::new(None),
             calls: Semaphore::new(concurrency.max(1)),
             metrics,
+            exited: std::sync::Mutex::new(Exited::new(Instant::now())),
         })
     }
 
@@ -84,11 +99,31 @@ impl CriRuntime {
         &self,
         scope: Scope<'_>,
     ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
-        let answered = self.answer_pods(scope).await?;
-        Ok(answered
+        let answers = self.answer_pods(scope).await?;
+        let now = Instant::now();
+        let mut exited = self.exited();
+        Ok(answers
             .into_iter()
-            .map(|(pod, answered)| (pod, convert::pod_record(&answered)))
+            .map(|(pod, answer)| {
+                let mut record = convert::pod_record(&answer.answered);
+                for instance in &record.containers {
+                    if matches!(instance.state, State::Exited { .. })
+                        && answer.asked_exited.contains(&instance.id.id)
+                    {
+                        exited.keep(pod.clone(), instance, now);
+                    }
+                }
+                record.containers.extend(answer.kept);
+                (pod, record)
+            })
             .collect())
+    }
+
+    fn exited(&self) -> std::sync::MutexGuard<'_, Exited> {
+        // The cache holds no invariant a panic elsewhere could break.
+        self.exited
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The kubelet's calls for the pods in scope: sandboxes and containers listed by the
@@ -97,7 +132,7 @@ impl CriRuntime {
     async fn answer_pods(
         &self,
         scope: Scope<'_>,
-    ) -> Result<BTreeMap<PodRef, Answered>, RuntimeFailure> {
+    ) -> Result<BTreeMap<PodRef, PodAnswer>, RuntimeFailure> {
         let connected = self.connected().await?;
         let runtime = RuntimeServiceClient::new(connected.channel.clone());
         let (mut sandbox_lister, mut container_lister) = (runtime.clone(), runtime.clone());
@@ -117,6 +152,33 @@ impl CriRuntime {
             })),
         );
         let (sandboxes, containers) = (sandboxes?.items, containers?.containers);
+
+        let mut pods: BTreeMap<PodRef, PodAnswer> = BTreeMap::new();
+        let runtime_name = &connected.version.runtime_name;
+        let in_scope = |labels: Option<&HashMap<String, String>>| {
+            pod_of(labels?).filter(|pod| scope.contains(pod))
+        };
+        // Exited containers already known are not asked again.
+        let containers: Vec<cri_api::Container> = {
+            let now = Instant::now();
+            let mut exited = self.exited();
+            let listed = containers.iter().map(|c| c.id.as_str()).collect();
+            exited.forget_unlisted(&scope, &listed);
+            let mut asked = Vec::with_capacity(containers.len());
+            for listed in containers {
+                let kept = (listed.state == cri_api::ContainerState::ContainerExited as i32)
+                    .then(|| exited.get(&listed.id, now))
+                    .flatten();
+                match (kept, in_scope(Some(&listed.labels))) {
+                    (Some(instance), Some(pod)) => {
+                        answer_for(&mut pods, pod, runtime_name).kept.push(instance)
+                    }
+                    (Some(_), None) => {}
+                    (None, _) => asked.push(listed),
+                }
+            }
+            asked
+        };
 
         let sandbox_statuses = sandboxes.iter().map(|sandbox| {
             let mut runtime = runtime.clone();
@@ -143,15 +205,11 @@ impl CriRuntime {
         let (sandbox_statuses, container_statuses) =
             tokio::join!(join_all(sandbox_statuses), join_all(container_statuses));
 
-        let mut pods: BTreeMap<PodRef, Answered> = BTreeMap::new();
-        let runtime_name = &connected.version.runtime_name;
-        let in_scope = |labels: Option<&HashMap<String, String>>| {
-            pod_of(labels?).filter(|pod| scope.contains(pod))
-        };
         for status in sandbox_statuses.into_iter().filter_map(skip_vanished) {
             let status = status?;
             if let Some(pod) = in_scope(status.status.as_ref().map(|s| &s.labels)) {
-                answered_for(&mut pods, pod, runtime_name)
+                answer_for(&mut pods, pod, runtime_name)
+                    .answered
                     .sandboxes
                     .push(status);
             }
@@ -162,7 +220,11 @@ impl CriRuntime {
             };
             let status = status?;
             if let Some(pod) = in_scope(status.status.as_ref().map(|s| &s.labels)) {
-                let answered = answered_for(&mut pods, pod, runtime_name);
+                let answer = answer_for(&mut pods, pod, runtime_name);
+                if listed.state == cri_api::ContainerState::ContainerExited as i32 {
+                    answer.asked_exited.insert(listed.id.clone());
+                }
+                let answered = &mut answer.answered;
                 answered
                     .sandbox_ids
                     .insert(listed.id.clone(), listed.pod_sandbox_id.clone());
@@ -178,11 +240,11 @@ impl CriRuntime {
     async fn add_images(
         &self,
         connected: &Connected,
-        pods: &mut BTreeMap<PodRef, Answered>,
+        pods: &mut BTreeMap<PodRef, PodAnswer>,
     ) -> Result<(), RuntimeFailure> {
         let wanted: BTreeSet<String> = pods
             .values()
-            .flat_map(|answered| &answered.containers)
+            .flat_map(|answer| &answer.answered.containers)
             .filter(|container| {
                 !container
                     .info
@@ -221,7 +283,7 @@ impl CriRuntime {
                 Err(failure) => return Err(failure),
             }
         }
-        for answered in pods.values_mut() {
+        for answered in pods.values_mut().map(|answer| &mut answer.answered) {
             for container in answered.containers.iter().filter_map(|c| c.status.as_ref()) {
                 if let Some(image) = found.get(&container.image_ref) {
                     answered
@@ -379,14 +441,17 @@ impl CriRuntime {
     }
 }
 
-fn answered_for<'a>(
-    pods: &'a mut BTreeMap<PodRef, Answered>,
+fn answer_for<'a>(
+    pods: &'a mut BTreeMap<PodRef, PodAnswer>,
     pod: PodRef,
     runtime_name: &str,
-) -> &'a mut Answered {
-    pods.entry(pod).or_insert_with(|| Answered {
-        runtime_name: runtime_name.to_string(),
-        ..Answered::default()
+) -> &'a mut PodAnswer {
+    pods.entry(pod).or_insert_with(|| PodAnswer {
+        answered: Answered {
+            runtime_name: runtime_name.to_string(),
+            ..Answered::default()
+        },
+        ..PodAnswer::default()
     })
 }
 
