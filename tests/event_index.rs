@@ -475,3 +475,54 @@ async fn the_list_answers_whenever_the_events_cannot_be_followed() {
         1.0
     );
 }
+
+/// `/readyz` says whether the index can answer: while the daemon's clock is being read, in the
+/// first seconds, requests are answered from lists; once it says `ready`, the index answers.
+/// Without the index it says nothing of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_when_the_event_index_answers() {
+    let node = Node::new().await;
+    let ns = node.ns("warm");
+    node.run(Pod::new(ns.clone(), "web").container(Container::new("app")))
+        .await;
+    let indexed = Collector::start_with(settings_for(&node)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut states = Vec::new();
+    loop {
+        let ready = indexed.request("GET", "/readyz", None).await;
+        assert_eq!(ready.status, 200, "{}", ready.body);
+        let body: Value = serde_json::from_str(&ready.body).expect("/readyz is JSON");
+        let state = body["event_index"].as_str().unwrap_or_default().to_string();
+        assert!(
+            ["reading the daemon's clock", "ready"].contains(&state.as_str()),
+            "/readyz: {body}"
+        );
+        if states.last() != Some(&state) {
+            states.push(state.clone());
+        }
+        if state == "ready" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready within 10 s: {states:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let before = lookups(&indexed).await;
+    indexed.pod(&ns, "web").await;
+    let after = lookups(&indexed).await;
+    assert_eq!(after.0, before.0 + 1.0, "served by the index once ready");
+    assert_eq!(after.1, before.1, "no fallback once ready");
+    indexed.shutdown().await;
+
+    let listed = Collector::start_with(pod_detail_collector::Settings {
+        event_index: false,
+        ..settings_for(&node)
+    })
+    .await;
+    let ready = listed.request("GET", "/readyz", None).await;
+    let body: Value = serde_json::from_str(&ready.body).expect("/readyz is JSON");
+    assert!(body.get("event_index").is_none(), "{body}");
+    listed.shutdown().await;
+}

@@ -22,9 +22,10 @@
 //!
 //! On containerd (CRI):
 //!
-//! - **cri-floor**: the CRI calls the answer needs, made by a bare client over the same socket:
-//!   `ListPodSandbox` and `ListContainers` by the pod's labels (at once), then the verbose
-//!   `PodSandboxStatus` and `ContainerStatus` of each, all at once;
+//! - **cri-floor**: the CRI calls an answer needs when nothing is kept, made by a bare client
+//!   over the same socket: `ListPodSandbox` and `ListContainers` by the pod's labels (at once),
+//!   then the verbose `PodSandboxStatus` and `ContainerStatus` of each, all at once (the
+//!   collector asks an exited container's status only once);
 //! - **cri-list-only**: the two list calls alone;
 //! - **cri-collector**: the same binary with `--runtime-endpoint`, measured as on Docker.
 //!

@@ -119,7 +119,7 @@ fn verdict(ok: bool) -> &'static str {
 pub(crate) fn render_report(config: &Config, runs: &[RuntimeRun]) -> Report {
     let max_c = config.concurrency.iter().copied().max().unwrap_or(1);
     let mut ratios = format!(
-        "| pods | collector | collector/floor p50 (c=1) | collector/floor-seq p50 (c=1) | CLI/collector p50 | collector/floor req/s (c={max_c}) | start-up ms | idle RSS MiB | idle RSS after load MiB (of it, the binary's pages) | peak RSS MiB | reply bytes | reply check | lookups index / list |\n\
+        "| pods | collector | collector/floor p50 (c=1) | collector/floor-seq p50 (c=1) | CLI/collector p50 | collector/floor req/s (c={max_c}) | start-up ms | idle RSS MiB | idle RSS after load MiB (of it, the binary's pages) | peak RSS MiB | reply bytes | reply check | lookups index / list (why the list) |\n\
          |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n"
     );
     let mut targets = String::new();
@@ -160,7 +160,12 @@ pub(crate) fn render_report(config: &Config, runs: &[RuntimeRun]) -> Report {
                 f.reply_bytes,
                 f.check,
                 if run.kind == RuntimeKind::Docker {
-                    format!("{} / {}", f.lookups_index, f.lookups_list)
+                    let why = if f.fallbacks.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", f.fallbacks)
+                    };
+                    format!("{} / {}{why}", f.lookups_index, f.lookups_list)
                 } else {
                     "—".into()
                 }
@@ -321,9 +326,10 @@ pub(crate) fn render_report(config: &Config, runs: &[RuntimeRun]) -> Report {
         let _ = write!(
             method,
             "- **cri-floor**: a bare CRI client (the same generated client, its own connection) on \
-             the same socket making only the calls the collector makes: `ListPodSandbox` and \
-             `ListContainers` by the pod's namespace and name labels (at once), then the verbose \
-             `PodSandboxStatus` of each sandbox and `ContainerStatus` of each container, all at once;\n\
+             the same socket making the calls an answer needs when nothing is kept: `ListPodSandbox` \
+             and `ListContainers` by the pod's namespace and name labels (at once), then the \
+             verbose `PodSandboxStatus` of each sandbox and `ContainerStatus` of each container, \
+             all at once (the collector asks an exited container's status only once);\n\
              - **cri-list-only**: the two list calls alone;\n\
              - **cri-collector**: `serve --runtime-endpoint …`, `POST {PROCESSOR_PATH}` over loopback \
              HTTP (keep-alive), answer read in full; extra arguments: {extra_args};\n\
@@ -356,12 +362,15 @@ pub(crate) fn render_report(config: &Config, runs: &[RuntimeRun]) -> Report {
          {cpu_note}\n\n\
          ## Targets (at {} pods)\n\n{targets}\n\
          ## Ratios and the collector process\n\n{ratios}\n\
-         Start-up is spawn → first `/readyz` 200 (median of {STARTUP_SAMPLES}); idle RSS is read \
-         1 s after ready, before any request; idle RSS after load is read {} s after the last \
+         Start-up is spawn → first `/readyz` 200 (median of {STARTUP_SAMPLES}); the loads begin \
+         once `/readyz` no longer says the event index is reading the daemon's clock (its first \
+         seconds, answered from lists); idle RSS is read 1 s after that, before any request; idle \
+         RSS after load is read {} s after the last \
          load, its connections closed; peak RSS is the kernel's high-water mark (VmHWM) after \
          every load at that size. The targets judge idle RSS by the larger of the two. Lookups: how \
          many of the Docker lookups of every load at that size the collector answered from its \
-         event index and how many from a container list (its own metrics).\n\n\
+         event index and how many from a container list (its own metrics), and why the index let \
+         the list answer (its `event_index_fallbacks_total`).\n\n\
          {every_point}\
          ![p50 latency against pods on the node](latency.png)\n",
         config.sizes.last().copied().unwrap_or(0),

@@ -282,7 +282,7 @@ impl Runtime {
     /// Whether the runtime answers; which one it is (name, version, endpoint) when it does.
     /// The answer is also exported as `pod_detail_collector_runtime_info`.
     pub async fn ping(&self) -> Result<Value, RuntimeFailure> {
-        let (runtime, version, endpoint) = match self.backend().await? {
+        let (runtime, version, endpoint, event_index) = match self.backend().await? {
             Backend::Docker(docker) => {
                 docker.ping().await?;
                 let version = docker.version().await?;
@@ -290,6 +290,7 @@ impl Runtime {
                     "docker".to_string(),
                     version.version.unwrap_or_default(),
                     docker.runtime_name(),
+                    docker.event_index_state(),
                 )
             }
             Backend::Cri(cri) => {
@@ -299,15 +300,20 @@ impl Runtime {
                     version.runtime_name,
                     version.runtime_version,
                     cri.endpoint().to_string(),
+                    None,
                 )
             }
         };
         self.metrics.runtime(&runtime, &version, &endpoint);
-        Ok(serde_json::json!({
+        let mut ready = serde_json::json!({
             "runtime": runtime,
             "version": version,
             "endpoint": endpoint,
-        }))
+        });
+        if let Some(state) = event_index {
+            ready["event_index"] = state.into();
+        }
+        Ok(ready)
     }
 }
 

@@ -1,6 +1,6 @@
-//! The CRI floor: the CRI calls the collector's answer makes (`src/runtime/cri`,
-//! `answer_pods`), with nothing around them, by a bare client over the same socket
-//! (`cri-floor`, `cri-list-only`).
+//! The CRI floor: the CRI calls an answer needs when nothing is kept (`src/runtime/cri`,
+//! `answer_pods`, the first time it sees each exited container), with nothing around them, by a
+//! bare client over the same socket (`cri-floor`, `cri-list-only`).
 
 use std::time::Duration;
 

@@ -136,6 +136,24 @@ impl DockerRuntime {
         Ok(())
     }
 
+    /// What `/readyz` says of the event index: `ready` once it can answer, `reading the
+    /// daemon's clock` in the seconds after start (requests are answered from lists), `paused`
+    /// while the events cannot be followed; `None` without it.
+    pub fn event_index_state(&self) -> Option<&'static str> {
+        let events = self.events.as_ref()?;
+        Some(if events.paused() {
+            "paused"
+        } else if events
+            .clock
+            .bounds()
+            .is_none_or(|bounds| bounds.width() > MAX_CLOCK_WIDTH)
+        {
+            "reading the daemon's clock"
+        } else {
+            "ready"
+        })
+    }
+
     /// The record of every pod in scope.
     pub async fn pod_records(
         &self,
