@@ -6,7 +6,8 @@
 //! exactly that vocabulary, a record keeps a quarter to a third of its JSON in one allocation,
 //! and is read back in a few microseconds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
 use super::{
@@ -23,17 +24,13 @@ pub struct Packed {
 
 impl Packed {
     pub fn new(record: &PodRecord) -> Option<Packed> {
-        let json = serde_json::to_vec(record).ok()?;
-        let bytes = lz4_flex::block::compress_prepend_size_with_dict(&json, dictionary());
         Some(Packed {
-            bytes: bytes.into_boxed_slice(),
+            bytes: pack(record)?.into_boxed_slice(),
         })
     }
 
     pub fn unpack(&self) -> Option<PodRecord> {
-        let json =
-            lz4_flex::block::decompress_size_prepended_with_dict(&self.bytes, dictionary()).ok()?;
-        serde_json::from_slice(&json).ok()
+        unpack(&self.bytes)
     }
 
     /// Bytes kept.
@@ -44,6 +41,182 @@ impl Packed {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+}
+
+fn pack(record: &PodRecord) -> Option<Vec<u8>> {
+    let json = serde_json::to_vec(record).ok()?;
+    Some(lz4_flex::block::compress_prepend_size_with_dict(
+        &json,
+        dictionary(),
+    ))
+}
+
+fn unpack(bytes: &[u8]) -> Option<PodRecord> {
+    let json = lz4_flex::block::decompress_size_prepended_with_dict(bytes, dictionary()).ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// Packed records by container ID, all in one block of memory.
+///
+/// A cache fills while requests come, so records kept one allocation each end up scattered
+/// among the requests' short-lived blocks, and each pins its page of the heap after the load
+/// is gone. Here every record, its ID and a tag (what its owner needs to find it by, such as
+/// its pod) lie one after the other in one growing block; a removed one leaves a hole until
+/// the holes are half the block, which is then written anew.
+#[derive(Debug)]
+pub struct Shelf<M> {
+    bytes: Vec<u8>,
+    entries: HashMap<u64, Slot<M>>,
+    holes: usize,
+}
+
+#[derive(Debug)]
+struct Slot<M> {
+    start: usize,
+    id_len: usize,
+    tag_len: usize,
+    len: usize,
+    meta: M,
+}
+
+impl<M> Slot<M> {
+    fn id<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        &bytes[self.start..self.start + self.id_len]
+    }
+
+    fn tag<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        let from = self.start + self.id_len;
+        &bytes[from..from + self.tag_len]
+    }
+
+    fn record<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        &bytes[self.start + self.id_len + self.tag_len..self.start + self.len]
+    }
+}
+
+/// Holes are not worth a rewrite below this.
+const REWRITE_FROM: usize = 32 * 1024;
+
+impl<M> Default for Shelf<M> {
+    fn default() -> Self {
+        Shelf {
+            bytes: Vec::new(),
+            entries: HashMap::new(),
+            holes: 0,
+        }
+    }
+}
+
+impl<M> Shelf<M> {
+    /// Keeps `record` for container `id`, with what its owner files it under.
+    pub fn insert(&mut self, id: &str, tag: &[u8], meta: M, record: &PodRecord) {
+        let Some(packed) = pack(record) else {
+            return;
+        };
+        self.remove(id);
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(id.as_bytes());
+        self.bytes.extend_from_slice(tag);
+        self.bytes.extend_from_slice(&packed);
+        let slot = Slot {
+            start,
+            id_len: id.len(),
+            tag_len: tag.len(),
+            len: self.bytes.len() - start,
+            meta,
+        };
+        // Another ID with the same key (never seen in practice) is simply replaced.
+        if let Some(replaced) = self.entries.insert(key(id), slot) {
+            self.holes += replaced.len;
+        }
+    }
+
+    fn slot(&self, id: &str) -> Option<&Slot<M>> {
+        self.entries
+            .get(&key(id))
+            .filter(|slot| slot.id(&self.bytes) == id.as_bytes())
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.slot(id).is_some()
+    }
+
+    pub fn meta(&self, id: &str) -> Option<&M> {
+        self.slot(id).map(|slot| &slot.meta)
+    }
+
+    pub fn meta_mut(&mut self, id: &str) -> Option<&mut M> {
+        let bytes = &self.bytes;
+        self.entries
+            .get_mut(&key(id))
+            .filter(|slot| slot.id(bytes) == id.as_bytes())
+            .map(|slot| &mut slot.meta)
+    }
+
+    pub fn record(&self, id: &str) -> Option<PodRecord> {
+        unpack(self.slot(id)?.record(&self.bytes))
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        if self.contains(id)
+            && let Some(slot) = self.entries.remove(&key(id))
+        {
+            self.holes += slot.len;
+            self.rewrite_if_holed();
+        }
+    }
+
+    /// Keeps the entries `keep` says yes to, given each one's ID, tag and metadata.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8], &M) -> bool) {
+        let bytes = &self.bytes;
+        let mut holes = 0;
+        self.entries.retain(|_, slot| {
+            let kept = keep(slot.id(bytes), slot.tag(bytes), &slot.meta);
+            if !kept {
+                holes += slot.len;
+            }
+            kept
+        });
+        self.holes += holes;
+        self.rewrite_if_holed();
+    }
+
+    pub fn clear(&mut self) {
+        *self = Shelf::default();
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of the block in use, holes included.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn rewrite_if_holed(&mut self) {
+        if self.holes < REWRITE_FROM || self.holes * 2 < self.bytes.len() {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(self.bytes.len() - self.holes);
+        for slot in self.entries.values_mut() {
+            let start = bytes.len();
+            bytes.extend_from_slice(&self.bytes[slot.start..slot.start + slot.len]);
+            slot.start = start;
+        }
+        self.bytes = bytes;
+        self.holes = 0;
+    }
+}
+
+fn key(id: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The JSON of a made-up pod laid out as the kubelet lays pods out, a sandbox and an exited
@@ -191,6 +364,48 @@ mod tests {
         let json = serde_json::to_vec(&record).unwrap();
         let back = Packed::new(&record).unwrap().unpack().unwrap();
         assert_eq!(serde_json::to_vec(&back).unwrap(), json);
+    }
+
+    fn with_id(id: &str) -> PodRecord {
+        let mut record = typical_pod();
+        record.containers[0].id.id = id.to_string();
+        record
+    }
+
+    #[test]
+    fn a_shelf_gives_back_what_it_keeps_and_nothing_it_let_go() {
+        let mut shelf: Shelf<i64> = Shelf::default();
+        for n in 0..800 {
+            let id = format!("{n:064x}");
+            shelf.insert(&id, b"ns/pod", n, &with_id(&id));
+        }
+        assert_eq!(shelf.len(), 800);
+        let id7 = format!("{:064x}", 7);
+        assert_eq!(shelf.meta(&id7), Some(&7));
+        assert_eq!(shelf.record(&id7).unwrap().containers[0].id.id, id7);
+        assert!(shelf.record("not-kept").is_none());
+
+        // Half go: the block is written anew, and what stays reads back the same.
+        let full = shelf.bytes();
+        shelf.retain(|id, tag, meta| {
+            assert_eq!(tag, b"ns/pod");
+            assert_eq!(id.len(), 64);
+            meta % 2 == 1
+        });
+        shelf.remove(&format!("{:064x}", 9));
+        assert_eq!(shelf.len(), 399);
+        assert!(shelf.bytes() < full * 3 / 4, "{} of {full}", shelf.bytes());
+        assert!(shelf.record(&format!("{:064x}", 8)).is_none());
+        assert!(!shelf.contains(&format!("{:064x}", 9)));
+        for n in (11..800).step_by(2) {
+            let id = format!("{n:064x}");
+            assert_eq!(shelf.record(&id).unwrap().containers[0].id.id, id);
+            assert_eq!(shelf.meta(&id), Some(&n));
+        }
+        *shelf.meta_mut(&id7).unwrap() = -1;
+        assert_eq!(shelf.meta(&id7), Some(&-1));
+        shelf.clear();
+        assert!(shelf.is_empty());
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl CriRuntime {
                     if matches!(instance.state, State::Exited { .. })
                         && answer.asked_exited.contains(&instance.id.id)
                     {
-                        exited.keep(pod.clone(), instance, now);
+                        exited.keep(&pod, instance, now);
                     }
                 }
                 record.containers.extend(answer.kept);

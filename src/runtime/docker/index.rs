@@ -37,7 +37,7 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 use crate::kubelet::{POD_NAME_LABEL, POD_NAMESPACE_LABEL};
 use crate::pod_ref::PodRef;
-use crate::record::{Packed, PodRecord};
+use crate::record::{PodRecord, Shelf};
 use crate::runtime::Scope;
 
 /// Docker's in-memory event log holds this many events.
@@ -175,16 +175,6 @@ struct Member {
     touched: i64,
 }
 
-/// A record kept packed: a third of its JSON, in one allocation instead of fifty as a tree of
-/// strings and maps, so the cache stays small and does not fragment the heap; it is read back
-/// in microseconds.
-#[derive(Debug)]
-struct Cached {
-    record: Packed,
-    /// The inspect it came from shows every event stamped up to here.
-    valid_from: i64,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Current {
     /// Requests that arrived up to this local time are answered by the index as it is.
@@ -198,8 +188,9 @@ pub struct PodIndex {
     /// `None` until the first list, and after anything that voids it.
     current: Option<Current>,
     members: HashMap<String, Member>,
-    /// The records of exited members (one sandbox or one instance each).
-    exited: HashMap<String, Cached>,
+    /// The records of exited members (one sandbox or one instance each), packed, with the
+    /// daemon time up to which the inspect each came from shows every event.
+    exited: Shelf<i64>,
     /// Image inspects by image ID.
     images: HashMap<String, Arc<ImageInspect>>,
     /// Bumped by every rebuild.
@@ -266,7 +257,7 @@ impl PodIndex {
             })
             .collect();
         self.members.shrink_to_fit();
-        self.exited = HashMap::new();
+        self.exited.clear();
         self.images = HashMap::new();
         self.current = Some(Current { covers, seen_until });
     }
@@ -278,7 +269,7 @@ impl PodIndex {
         self.generation += 1;
         self.image_epoch += 1;
         self.members = HashMap::new();
-        self.exited = HashMap::new();
+        self.exited.clear();
         self.images = HashMap::new();
     }
 
@@ -338,8 +329,8 @@ impl PodIndex {
     fn touch(&mut self, id: &str, time: i64) {
         if self
             .exited
-            .get(id)
-            .is_some_and(|cached| time > cached.valid_from)
+            .meta(id)
+            .is_some_and(|valid_from| time > *valid_from)
         {
             self.exited.remove(id);
         }
@@ -354,7 +345,7 @@ impl PodIndex {
     pub fn live_members(&self, scope: &Scope) -> Vec<String> {
         self.members
             .iter()
-            .filter(|(id, member)| scope.contains(&member.pod) && !self.exited.contains_key(*id))
+            .filter(|(id, member)| scope.contains(&member.pod) && !self.exited.contains(id))
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -374,10 +365,7 @@ impl PodIndex {
             ..Lookup::default()
         };
         for (id, pod) in ids {
-            let cached = self
-                .exited
-                .get(id)
-                .and_then(|cached| cached.record.unpack());
+            let cached = self.exited.record(id);
             match cached {
                 Some(record) => lookup.cached.push((id.clone(), pod.clone(), record)),
                 None => lookup.live.push(id.clone()),
@@ -404,12 +392,7 @@ impl PodIndex {
             && lookup.generation == self.generation
             && lookup.image_epoch == self.image_epoch
         {
-            let Some(record) = Packed::new(&record) else {
-                return;
-            };
-            let valid_from = lookup.seen_until;
-            self.exited
-                .insert(id.to_string(), Cached { record, valid_from });
+            self.exited.insert(id, &[], lookup.seen_until, &record);
         }
     }
 

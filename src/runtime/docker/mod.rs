@@ -824,11 +824,18 @@ impl EventIndex {
         state: &mut IndexState,
         version: &str,
     ) -> Result<(), CallError> {
-        let conn = state.conn.as_mut().ok_or("no connection")?;
+        if state.conn.is_none() {
+            return Err("no connection".into());
+        }
+        // The list goes over a connection of its own, opened after the index's: a connection
+        // keeps a read buffer as large as the largest answer it read (a node-wide list is
+        // the largest by far), and the index's stays open for as long as the daemon runs.
+        let mut lister = self.call(self.wire.connect()).await?;
         let filters = wire::query_value(&format!(r#"{{"label":["{POD_NAMESPACE_LABEL}"]}}"#));
         let path = format!("/v{version}/containers/json?all=1&filters={filters}");
         let sent = self.clock.local();
-        let answer = self.call(conn.get(&path)).await?;
+        let answer = self.call(lister.get(&path)).await?;
+        drop(lister);
         let received = self.clock.local();
         if answer.status != 200 {
             return Err(format!(
