@@ -22,8 +22,8 @@ const TRIM_EVERY: Duration = Duration::from_secs(5);
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: std::ffi::c_int = 128 * 1024;
 /// One arena for every thread: each thread's cache of small blocks serves most allocations
-/// without its lock, and a second arena kept about 2 MiB of pages after a burst, pinned by the
-/// few blocks that outlive a request (the caches of the event index).
+/// without its lock, and every further arena keeps freed pages of its own after a burst,
+/// pinned by the few blocks in it that outlive a request.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const ARENAS: std::ffi::c_int = 1;
 
