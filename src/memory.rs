@@ -5,7 +5,9 @@
 //! trim now and then returns what is free; when nothing is free the call is cheap. At start,
 //! [`configure`] keeps one arena (each holds freed memory of its own) and maps large
 //! blocks (a node-wide list, a big answer) on their own, so that freeing one returns it at
-//! once instead of leaving a hole under what the event index keeps.
+//! once instead of leaving a hole under what the event index keeps. The image also turns
+//! glibc's per-thread caches of freed blocks off (`GLIBC_TUNABLES` in `docker/Dockerfile`):
+//! no trim reaches them.
 
 use std::time::Duration;
 

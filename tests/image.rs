@@ -156,6 +156,16 @@ fn image_is_small_static_and_non_root() {
         serde_json::json!(["/pod-detail-collector"])
     );
     assert_eq!(config["Cmd"], serde_json::json!(["serve"]));
+    // The allocator keeps no per-thread caches, which survive its trims (docker/Dockerfile).
+    assert!(
+        config["Env"]
+            .as_array()
+            .is_some_and(|env| env.contains(&serde_json::json!(
+                "GLIBC_TUNABLES=glibc.malloc.tcache_count=0"
+            ))),
+        "the image tunes the allocator: {}",
+        config["Env"]
+    );
     let layers = docker_ok(&[
         "image",
         "inspect",

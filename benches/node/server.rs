@@ -92,6 +92,8 @@ fn spawn_collector(
         .args(&variant.args)
         // As the DaemonSet runs it (deploy/base): one info line per request.
         .env("RUST_LOG", "info")
+        // As the image runs it: the allocator tuned as its Dockerfile says.
+        .envs(image_env())
         // The runtime is the one named above: neither variable of the other may pick it.
         .env_remove("DOCKER_HOST")
         .env_remove("CONTAINER_RUNTIME_ENDPOINT")
@@ -124,6 +126,18 @@ async fn wait_ready(server: &mut Server, spawned: Instant) -> Result<Duration, S
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Err("the collector was not ready within 30s".into())
+}
+
+/// The environment `docker/Dockerfile` sets (`ENV KEY=value` lines).
+fn image_env() -> Vec<(String, String)> {
+    let dockerfile = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/Dockerfile");
+    std::fs::read_to_string(dockerfile)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.strip_prefix("ENV "))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
 }
 
 /// Waits (at most 10 s) until `/readyz` no longer says the event index is reading the daemon's
