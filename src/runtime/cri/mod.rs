@@ -29,8 +29,7 @@ use crate::error::{Error, Result, RuntimeFailure};
 use crate::kubelet::{POD_NAME_LABEL, POD_NAMESPACE_LABEL};
 use crate::metrics::Metrics;
 use crate::pod_ref::PodRef;
-use crate::record::PodRecord;
-use crate::record::{Instance, State};
+use crate::record::{Instance, PodRecord, State};
 use convert::Answered;
 use exited::Exited;
 
