@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use bollard::models::{ContainerInspectResponse, ImageInspect};
 use k8s_openapi::api::core::v1::Pod;
 use pod_detail_collector::rebuild::{Context, REDACTED};
-use pod_detail_collector::record::{ContainerId, HostFacts, Packed, PodRecord, PodView};
+use pod_detail_collector::record::{ContainerId, HostFacts, PodRecord, PodView, pack, unpack};
 use pod_detail_collector::runtime::docker::convert::{self, Inspected};
 use serde_json::{Value, json};
 
@@ -541,7 +541,7 @@ fn packed_records_read_back_exactly_from_a_fraction_of_their_json() {
             }));
         for single in singles {
             let json = serde_json::to_vec(&single).expect("a record serializes");
-            let packed = Packed::new(&single).expect("a record packs");
+            let packed = pack(&single).expect("a record packs");
             assert!(
                 packed.len() * 2 <= json.len(),
                 "{name}: {} bytes packed from {} of JSON",
@@ -550,7 +550,7 @@ fn packed_records_read_back_exactly_from_a_fraction_of_their_json() {
             );
             packed_bytes += packed.len();
             json_bytes += json.len();
-            let back = packed.unpack().expect("a packed record reads back");
+            let back = unpack(&packed).expect("a packed record reads back");
             assert_eq!(
                 serde_json::to_vec(&back).expect("serializes"),
                 json,

@@ -8,7 +8,7 @@
 mod packed;
 mod view;
 
-pub use packed::{Packed, Shelf};
+pub use packed::{Shelf, pack, unpack};
 pub use view::PodView;
 
 use std::collections::{BTreeMap, HashMap};

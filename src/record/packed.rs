@@ -3,8 +3,8 @@
 //! A node keeps a few exited containers per pod (the previous instance, the init containers)
 //! and each record is about 2 KiB of JSON, most of it the kubelet's own vocabulary: field
 //! names, label and annotation keys, the paths it mounts. Compressed against a dictionary of
-//! exactly that vocabulary, a record keeps a quarter to a third of its JSON in one allocation,
-//! and is read back in a few microseconds.
+//! exactly that vocabulary, a record keeps about a third of its JSON, and is read back in a
+//! few microseconds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -16,34 +16,8 @@ use super::{
 };
 use crate::kubelet;
 
-/// One record, compressed.
-#[derive(Debug)]
-pub struct Packed {
-    bytes: Box<[u8]>,
-}
-
-impl Packed {
-    pub fn new(record: &PodRecord) -> Option<Packed> {
-        Some(Packed {
-            bytes: pack(record)?.into_boxed_slice(),
-        })
-    }
-
-    pub fn unpack(&self) -> Option<PodRecord> {
-        unpack(&self.bytes)
-    }
-
-    /// Bytes kept.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
-fn pack(record: &PodRecord) -> Option<Vec<u8>> {
+/// A record's JSON, compressed against the dictionary.
+pub fn pack(record: &PodRecord) -> Option<Vec<u8>> {
     let json = serde_json::to_vec(record).ok()?;
     Some(lz4_flex::block::compress_prepend_size_with_dict(
         &json,
@@ -51,7 +25,8 @@ fn pack(record: &PodRecord) -> Option<Vec<u8>> {
     ))
 }
 
-fn unpack(bytes: &[u8]) -> Option<PodRecord> {
+/// The record [`pack`] made these bytes from; `None` if they are not such bytes.
+pub fn unpack(bytes: &[u8]) -> Option<PodRecord> {
     let json = lz4_flex::block::decompress_size_prepended_with_dict(bytes, dictionary()).ok()?;
     serde_json::from_slice(&json).ok()
 }
@@ -158,11 +133,16 @@ impl<M> Shelf<M> {
     }
 
     pub fn remove(&mut self, id: &str) {
-        if self.contains(id)
-            && let Some(slot) = self.entries.remove(&key(id))
-        {
-            self.holes += slot.len;
-            self.rewrite_if_holed();
+        let key = key(id);
+        let bytes = &self.bytes;
+        if let Some(slot) = self.entries.remove(&key) {
+            if slot.id(bytes) == id.as_bytes() {
+                self.holes += slot.len;
+                self.rewrite_if_holed();
+            } else {
+                // Another ID's entry under the same key: it stays.
+                self.entries.insert(key, slot);
+            }
         }
     }
 
@@ -362,7 +342,7 @@ mod tests {
     fn a_record_comes_back_as_it_was() {
         let record = typical_pod();
         let json = serde_json::to_vec(&record).unwrap();
-        let back = Packed::new(&record).unwrap().unpack().unwrap();
+        let back = unpack(&pack(&record).unwrap()).unwrap();
         assert_eq!(serde_json::to_vec(&back).unwrap(), json);
     }
 
@@ -410,9 +390,7 @@ mod tests {
 
     #[test]
     fn damaged_bytes_read_back_as_nothing() {
-        let mut packed = Packed::new(&typical_pod()).unwrap();
-        let half = packed.bytes.len() / 2;
-        packed.bytes = packed.bytes[..half].into();
-        assert!(packed.unpack().is_none());
+        let packed = pack(&typical_pod()).unwrap();
+        assert!(unpack(&packed[..packed.len() / 2]).is_none());
     }
 }

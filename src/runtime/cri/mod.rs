@@ -100,11 +100,15 @@ impl CriRuntime {
     ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
         let answers = self.answer_pods(scope).await?;
         let now = Instant::now();
-        let mut exited = self.exited();
-        Ok(answers
+        let converted: Vec<(PodRef, PodRecord, PodAnswer)> = answers
             .into_iter()
-            .map(|(pod, answer)| {
-                let mut record = convert::pod_record(&answer.answered);
+            .map(|(pod, answer)| (pod, convert::pod_record(&answer.answered), answer))
+            .collect();
+        // Converted first: the cache is held only while the new exited instances go in.
+        let mut exited = self.exited();
+        Ok(converted
+            .into_iter()
+            .map(|(pod, mut record, answer)| {
                 for instance in &record.containers {
                     if matches!(instance.state, State::Exited { .. })
                         && answer.asked_exited.contains(&instance.id.id)
