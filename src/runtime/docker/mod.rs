@@ -179,7 +179,6 @@ impl DockerRuntime {
                     inspected = &mut early, if early_done.is_none() => early_done = Some(inspected),
                 }
             };
-            // When the index cannot answer, the list path does not wait for these.
             if let Some(lookup) = lookup? {
                 self.metrics.docker_lookup("event_index");
                 let early = match early_done {
@@ -191,9 +190,27 @@ impl DockerRuntime {
                     .indexed_records(&docker, events, scope, lookup, early)
                     .await;
             }
+            // When the index cannot answer, the list path does not wait for these, but they
+            // finish beside it: a call dropped half-way would give its turn back while the
+            // daemon still works on it.
+            let (listed, _) = tokio::join!(self.listed_records(&docker, scope), async {
+                if early_done.is_none() {
+                    early.await;
+                }
+            });
+            return listed;
         }
+        self.listed_records(&docker, scope).await
+    }
+
+    /// The list path: the pods' containers listed by label, then every one inspected.
+    async fn listed_records(
+        &self,
+        docker: &Docker,
+        scope: Scope<'_>,
+    ) -> Result<BTreeMap<PodRef, PodRecord>, RuntimeFailure> {
         self.metrics.docker_lookup("list");
-        let inspected = self.inspect_pods(&docker, scope).await?;
+        let inspected = self.inspect_pods(docker, scope).await?;
         Ok(inspected
             .into_iter()
             .map(|(pod, inspected)| (pod, convert::pod_record(&inspected)))
